@@ -1,0 +1,19 @@
+//! Domain types shared by the API, the store, the outbox relay and the image consumer.
+//!
+//! They carry no database or broker types, so every crate can use them.
+
+mod outbox;
+mod product;
+mod repo;
+mod user;
+
+pub use outbox::{NewOutboxMessage, OutboxMessage, PRODUCTS_CREATED_TOPIC};
+pub use product::{
+    ImageError, NewProduct, Page, ProcessingResult, Product, ProductCreated, ProductFilter,
+    ProductStatus,
+};
+pub use repo::{OutboxRepo, ProductRepo, RepoError, UserRepo};
+pub use user::{NewUser, User};
+
+#[cfg(feature = "mock")]
+pub use repo::{MockOutboxRepo, MockProductRepo, MockUserRepo};

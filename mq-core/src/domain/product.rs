@@ -1,0 +1,238 @@
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// Where a product is in the image pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProductStatus {
+    /// Stored, images not processed yet.
+    Pending,
+    /// A consumer is working on the images.
+    Processing,
+    /// Every image was compressed.
+    Done,
+    /// Some images were compressed, the others are listed in `image_errors`.
+    Partial,
+    /// No image could be compressed.
+    Failed,
+}
+
+impl ProductStatus {
+    /// The name stored in the database and shown in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProductStatus::Pending => "pending",
+            ProductStatus::Processing => "processing",
+            ProductStatus::Done => "done",
+            ProductStatus::Partial => "partial",
+            ProductStatus::Failed => "failed",
+        }
+    }
+
+    /// `true` once the consumer has recorded a result; a redelivered message is then skipped.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            ProductStatus::Done | ProductStatus::Partial | ProductStatus::Failed
+        )
+    }
+}
+
+impl std::fmt::Display for ProductStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ProductStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "pending" => ProductStatus::Pending,
+            "processing" => ProductStatus::Processing,
+            "done" => ProductStatus::Done,
+            "partial" => ProductStatus::Partial,
+            "failed" => ProductStatus::Failed,
+            other => return Err(format!("unknown product status `{other}`")),
+        })
+    }
+}
+
+/// An image that could not be processed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageError {
+    /// Index into `product_images`.
+    pub index: u32,
+    /// The source URL.
+    pub url: String,
+    /// Why it failed, for humans.
+    pub reason: String,
+}
+
+/// A product as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    /// Database id.
+    pub product_id: i64,
+    /// Owner, references `users.id`.
+    pub user_id: i64,
+    /// 1..=255 characters.
+    pub product_name: String,
+    /// At most 10 000 characters.
+    pub product_description: Option<String>,
+    /// Source image URLs, 1..=20.
+    pub product_images: Vec<String>,
+    /// Exact decimal price, at most 2 decimals; a JSON number on the wire.
+    #[serde(with = "rust_decimal::serde::float")]
+    pub product_price: Decimal,
+    /// Paths of the compressed images, relative to the media directory. When `status` is `done`,
+    /// entry `i` belongs to `product_images[i]`.
+    pub compressed_product_images: Vec<String>,
+    /// Processing status.
+    pub status: ProductStatus,
+    /// The images that failed, when `status` is `partial` or `failed`.
+    pub image_errors: Vec<ImageError>,
+    /// When the row was inserted (UTC).
+    pub created_at: DateTime<Utc>,
+    /// When the row last changed (UTC).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A validated product to insert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewProduct {
+    /// See [`Product::user_id`].
+    pub user_id: i64,
+    /// See [`Product::product_name`].
+    pub product_name: String,
+    /// See [`Product::product_description`].
+    pub product_description: Option<String>,
+    /// See [`Product::product_images`].
+    pub product_images: Vec<String>,
+    /// See [`Product::product_price`].
+    #[serde(with = "rust_decimal::serde::float")]
+    pub product_price: Decimal,
+}
+
+/// The payload of a `products.created` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductCreated {
+    /// The new product.
+    pub product_id: i64,
+}
+
+/// What the image consumer recorded for a product.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessingResult {
+    /// Paths of the images that worked, in the order of `product_images`.
+    pub compressed_product_images: Vec<String>,
+    /// The images that failed.
+    pub image_errors: Vec<ImageError>,
+    /// `done`, `partial` or `failed`, derived from the two lists.
+    pub status: ProductStatus,
+}
+
+impl ProcessingResult {
+    /// A result whose status follows from how many images worked.
+    pub fn new(compressed_product_images: Vec<String>, image_errors: Vec<ImageError>) -> Self {
+        let status = match (compressed_product_images.is_empty(), image_errors.is_empty()) {
+            (_, true) => ProductStatus::Done,
+            (false, false) => ProductStatus::Partial,
+            (true, false) => ProductStatus::Failed,
+        };
+        Self {
+            compressed_product_images,
+            image_errors,
+            status,
+        }
+    }
+}
+
+/// Filters and cursor for listing products. Results are ordered by `product_id` ascending.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProductFilter {
+    /// Only this user's products.
+    pub user_id: Option<i64>,
+    /// Price at least this.
+    pub min_price: Option<Decimal>,
+    /// Price at most this.
+    pub max_price: Option<Decimal>,
+    /// Name contains this text (case-insensitive).
+    pub q: Option<String>,
+    /// Page size, 1..=100.
+    pub limit: u32,
+    /// Only products with an id greater than this (the previous page's `next`).
+    pub after: Option<i64>,
+}
+
+/// One page of a keyset-paginated listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    /// The rows of this page.
+    pub items: Vec<T>,
+    /// Cursor for the next page, `None` on the last page.
+    pub next: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(index: u32) -> ImageError {
+        ImageError {
+            index,
+            url: format!("http://127.0.0.1/{index}.jpg"),
+            reason: "404".into(),
+        }
+    }
+
+    #[test]
+    fn status_follows_from_the_outcome() {
+        assert_eq!(
+            ProcessingResult::new(vec!["a".into()], vec![]).status,
+            ProductStatus::Done
+        );
+        assert_eq!(
+            ProcessingResult::new(vec!["a".into()], vec![error(1)]).status,
+            ProductStatus::Partial
+        );
+        assert_eq!(
+            ProcessingResult::new(vec![], vec![error(0)]).status,
+            ProductStatus::Failed
+        );
+    }
+
+    #[test]
+    fn status_round_trips_through_its_name() {
+        for status in [
+            ProductStatus::Pending,
+            ProductStatus::Processing,
+            ProductStatus::Done,
+            ProductStatus::Partial,
+            ProductStatus::Failed,
+        ] {
+            assert_eq!(status.as_str().parse::<ProductStatus>(), Ok(status));
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::json!(status.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn price_is_a_json_number() {
+        let new = NewProduct {
+            user_id: 1,
+            product_name: "n".into(),
+            product_description: None,
+            product_images: vec![],
+            product_price: "9999999999.99".parse().unwrap(),
+        };
+        let json = serde_json::to_string(&new).unwrap();
+        assert!(json.contains("\"product_price\":9999999999.99"), "{json}");
+        let back: NewProduct = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.product_price.to_string(), "9999999999.99");
+    }
+}

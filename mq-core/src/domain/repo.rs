@@ -1,0 +1,96 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{NewProduct, NewUser, OutboxMessage, Page, ProcessingResult, Product, ProductFilter, User};
+
+/// Errors from the repositories, distinct where callers react differently.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RepoError {
+    /// The referenced user does not exist (foreign key). The API answers 422.
+    #[error("user {0} does not exist")]
+    UnknownUser(i64),
+    /// Another user already has this mobile number (unique). The API answers 409.
+    #[error("a user with mobile number {0} already exists")]
+    DuplicateMobile(String),
+    /// The row does not exist. The API answers 404.
+    #[error("{entity} {id} not found")]
+    NotFound {
+        /// `"user"`, `"product"`, ...
+        entity: &'static str,
+        /// The id that was looked up.
+        id: i64,
+    },
+    /// The database cannot be reached or is overloaded; retry later. The API answers 503.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or a schema mismatch. The API answers 500.
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl RepoError {
+    /// `true` when retrying later can succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RepoError::Unavailable(_))
+    }
+}
+
+/// Users.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait UserRepo: Send + Sync {
+    /// Inserts a user. Fails with [`RepoError::DuplicateMobile`] when the mobile is taken.
+    async fn create_user(&self, user: NewUser) -> Result<User, RepoError>;
+
+    /// One user, `None` when missing.
+    async fn get_user(&self, id: i64) -> Result<Option<User>, RepoError>;
+}
+
+/// Products, as the API and the image consumer need them.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait ProductRepo: Send + Sync {
+    /// Inserts a `pending` product and, in the same transaction, its `products.created` outbox row
+    /// (key and payload carry the new id; `headers` carry e.g. the trace context). Nothing is
+    /// stored when either insert fails. Fails with [`RepoError::UnknownUser`] for a missing user.
+    async fn create_product(
+        &self,
+        product: NewProduct,
+        headers: BTreeMap<String, String>,
+    ) -> Result<Product, RepoError>;
+
+    /// One product, `None` when missing.
+    async fn get_product(&self, id: i64) -> Result<Option<Product>, RepoError>;
+
+    /// A page of products matching `filter`, ordered by id.
+    async fn list_products(&self, filter: &ProductFilter) -> Result<Page<Product>, RepoError>;
+
+    /// Sets a `pending` (or previously `processing`) product to `processing` and returns it.
+    /// A product that already has a final status is returned unchanged; `None` when missing.
+    async fn mark_processing(&self, id: i64) -> Result<Option<Product>, RepoError>;
+
+    /// Records the consumer's result (paths, status and image errors) in one statement.
+    /// Recording the same result twice changes nothing.
+    async fn record_result(&self, id: i64, result: &ProcessingResult) -> Result<(), RepoError>;
+
+    /// Checks that the database answers (used by readiness probes).
+    async fn ping(&self) -> Result<(), RepoError>;
+}
+
+/// The transactional outbox, as the relay needs it.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait OutboxRepo: Send + Sync {
+    /// Claims up to `limit` unpublished rows, oldest first, for `lease`: until the lease ends no
+    /// other relay claims them. Safe to call from several relays at once.
+    async fn claim_outbox(&self, limit: u32, lease: Duration)
+        -> Result<Vec<OutboxMessage>, RepoError>;
+
+    /// Marks rows published once the broker has confirmed them. Idempotent.
+    async fn mark_published(&self, ids: &[i64]) -> Result<(), RepoError>;
+
+    /// Records a failed publish: increments the attempt count, keeps the error, releases the lease.
+    async fn record_publish_failure(&self, id: i64, error: &str) -> Result<(), RepoError>;
+}

@@ -1,0 +1,34 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A user who owns products.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    /// Database id.
+    pub id: i64,
+    /// Display name, 1..=100 characters.
+    pub name: String,
+    /// Phone number: 7–15 digits with an optional leading `+`; unique.
+    pub mobile: String,
+    /// -90..=90.
+    pub latitude: f64,
+    /// -180..=180.
+    pub longitude: f64,
+    /// When the row was inserted (UTC).
+    pub created_at: DateTime<Utc>,
+    /// When the row last changed (UTC).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A validated user to insert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewUser {
+    /// See [`User::name`].
+    pub name: String,
+    /// See [`User::mobile`].
+    pub mobile: String,
+    /// See [`User::latitude`].
+    pub latitude: f64,
+    /// See [`User::longitude`].
+    pub longitude: f64,
+}
