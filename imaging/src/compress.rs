@@ -1,0 +1,131 @@
+//! The CPU pipeline for one image: probe → decode (DCT-scaled for JPEG) → resize → orient →
+//! encode, keeping the source when it is a small JPEG that re-encoding would only make bigger.
+//! Synchronous; [`Imaging`](crate::Imaging) runs it on the blocking pool.
+
+use crate::config::{ImagingConfig, OutputFormat, ResizeFilter};
+use crate::decode::{self, DecodeLimits};
+use crate::encode;
+use crate::error::ImagingError;
+use crate::format::SourceFormat;
+use crate::jpeg;
+use crate::resize::{fit_within, resize};
+use image::metadata::Orientation;
+
+/// Settings of [`compress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompressOptions {
+    /// Fit inside `target_size` × `target_size`, never upscale.
+    pub target_size: u32,
+    /// JPEG quality 1..=100.
+    pub jpeg_quality: u8,
+    /// WebP quality 1..=100.
+    pub webp_quality: u8,
+    /// Output format.
+    pub format: OutputFormat,
+    /// Resampling filter.
+    pub filter: ResizeFilter,
+    /// Decode limits.
+    pub limits: DecodeLimits,
+}
+
+impl Default for CompressOptions {
+    fn default() -> Self {
+        CompressOptions::from(&ImagingConfig::default())
+    }
+}
+
+impl From<&ImagingConfig> for CompressOptions {
+    fn from(c: &ImagingConfig) -> Self {
+        CompressOptions {
+            target_size: c.target_size,
+            jpeg_quality: c.jpeg_quality,
+            webp_quality: c.webp_quality,
+            format: c.output_format(),
+            filter: c.filter,
+            limits: DecodeLimits {
+                max_pixels: c.max_pixels,
+                max_side: c.max_side,
+                max_alloc: c.max_decode_alloc,
+            },
+        }
+    }
+}
+
+/// A compressed image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compressed {
+    /// Encoded bytes.
+    pub data: Vec<u8>,
+    /// Their format.
+    pub format: OutputFormat,
+    /// Output width (after orientation).
+    pub width: u32,
+    /// Output height (after orientation).
+    pub height: u32,
+    /// Input format.
+    pub source_format: SourceFormat,
+    /// Input width as displayed (after orientation).
+    pub source_width: u32,
+    /// Input height as displayed (after orientation).
+    pub source_height: u32,
+    /// True when `data` is the source JPEG (metadata stripped, pixels untouched) because
+    /// re-encoding would have made it bigger.
+    pub kept_source: bool,
+}
+
+/// Compresses one image held in memory.
+pub fn compress(bytes: &[u8], opts: &CompressOptions) -> Result<Compressed, ImagingError> {
+    let decoded = decode::decode(bytes, &opts.limits, Some(opts.target_size))?;
+    let probe = decoded.probe;
+    let (source_width, source_height) = probe.oriented_dimensions();
+    // Fit computed on the full-size stored dimensions, so the result does not depend on the DCT
+    // scale chosen.
+    let (fit_w, fit_h) = fit_within(probe.width, probe.height, opts.target_size);
+    let pixels = resize(decoded.pixels, fit_w, fit_h, opts.filter)?;
+    let pixels = pixels.oriented(probe.orientation);
+    let (width, height) = (pixels.width, pixels.height);
+
+    let quality = match opts.format {
+        OutputFormat::Jpeg => opts.jpeg_quality,
+        OutputFormat::WebP => opts.webp_quality,
+    };
+    let data = encode::encode(&pixels, opts.format, quality)?;
+
+    // Keep the source if it is already a browser-friendly JPEG of the right size and would not
+    // shrink: same pixels, no generation loss.
+    if opts.format == OutputFormat::Jpeg && (fit_w, fit_h) == (probe.width, probe.height) {
+        if let Some(info) = probe.jpeg {
+            let keepable = info.orientation == Orientation::NoTransforms
+                && !info.is_cmyk()
+                && !info.lossless
+                && !info.arithmetic;
+            if keepable {
+                if let Some(stripped) = jpeg::strip_metadata(bytes) {
+                    if stripped.len() <= data.len() {
+                        return Ok(Compressed {
+                            data: stripped,
+                            format: OutputFormat::Jpeg,
+                            width,
+                            height,
+                            source_format: probe.format,
+                            source_width,
+                            source_height,
+                            kept_source: true,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    Ok(Compressed {
+        data,
+        format: opts.format,
+        width,
+        height,
+        source_format: probe.format,
+        source_width,
+        source_height,
+        kept_source: false,
+    })
+}

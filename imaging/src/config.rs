@@ -1,0 +1,175 @@
+//! [`ImagingConfig`]: every limit and knob of the crate, with defaults that are safe on a bare machine.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::error::ImagingError;
+
+/// Resampling filter used when shrinking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResizeFilter {
+    /// Lanczos, 3 lobes: the sharpest, the default.
+    #[default]
+    Lanczos3,
+    /// Catmull-Rom bicubic: a little softer and a little faster.
+    CatmullRom,
+}
+
+/// Output encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// Baseline JPEG, 4:2:0, optimized Huffman tables (`.jpg`).
+    #[default]
+    Jpeg,
+    /// Lossy WebP (`.webp`); needs the crate feature `webp`.
+    WebP,
+}
+
+impl OutputFormat {
+    /// File extension used for stored files, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Jpeg => "jpg",
+            OutputFormat::WebP => "webp",
+        }
+    }
+}
+
+/// Limits and settings of the fetch → decode → compress → save pipeline.
+///
+/// `Default` gives the values of the design: 25 MiB downloads, 5 s connect and 20 s total
+/// timeouts, 5 redirects, private addresses refused, 50 MP / 16384 px decode limits, output that
+/// fits inside 1024×1024 at JPEG quality 80.
+#[derive(Debug, Clone)]
+pub struct ImagingConfig {
+    /// Largest accepted download in bytes (checked against `Content-Length` and while streaming).
+    pub max_bytes: u64,
+    /// Time allowed to establish a TCP (+TLS) connection.
+    pub connect_timeout: Duration,
+    /// Time allowed for one whole request: connect, redirects, headers and body.
+    pub total_timeout: Duration,
+    /// Most redirects followed for one image.
+    pub max_redirects: usize,
+    /// Extra attempts after a transient fetch failure (5xx, timeout, reset), with a short backoff.
+    pub fetch_retries: u32,
+    /// First backoff between fetch attempts; doubled each retry.
+    pub retry_backoff: Duration,
+    /// Allow loopback, private, link-local and other non-public addresses. Off by default
+    /// (server-side request forgery protection); tests and closed networks turn it on.
+    pub allow_private_hosts: bool,
+    /// Host names (as written in the URL, lowercase) that may resolve to non-public addresses even
+    /// when `allow_private_hosts` is off, e.g. an internal image CDN.
+    pub private_host_allowlist: Vec<String>,
+    /// Fixed name → addresses table consulted before DNS (like `/etc/hosts`). The addresses are
+    /// still checked like DNS answers. Mostly useful for tests.
+    pub static_hosts: HashMap<String, Vec<IpAddr>>,
+    /// `User-Agent` sent with every request.
+    pub user_agent: String,
+    /// Largest decoded image in pixels (width × height).
+    pub max_pixels: u64,
+    /// Largest accepted width or height in pixels.
+    pub max_side: u32,
+    /// Most memory one decode may allocate, in bytes (`image::Limits::max_alloc`).
+    pub max_decode_alloc: u64,
+    /// Output fits inside `target_size` × `target_size`; smaller images are never upscaled.
+    pub target_size: u32,
+    /// JPEG quality, 1..=100.
+    pub jpeg_quality: u8,
+    /// Resampling filter.
+    pub filter: ResizeFilter,
+    /// Write lossy WebP instead of JPEG (needs the crate feature `webp`).
+    pub webp: bool,
+    /// WebP quality, 1..=100 (only with `webp`).
+    pub webp_quality: u8,
+    /// Most images decoded/compressed at once; `None` = number of cores.
+    pub max_concurrent_jobs: Option<usize>,
+}
+
+impl Default for ImagingConfig {
+    fn default() -> Self {
+        ImagingConfig {
+            max_bytes: 25 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(5),
+            total_timeout: Duration::from_secs(20),
+            max_redirects: 5,
+            fetch_retries: 1,
+            retry_backoff: Duration::from_millis(250),
+            allow_private_hosts: false,
+            private_host_allowlist: Vec::new(),
+            static_hosts: HashMap::new(),
+            user_agent: concat!("product-pipeline-imaging/", env!("CARGO_PKG_VERSION")).into(),
+            max_pixels: 50_000_000,
+            max_side: 16_384,
+            max_decode_alloc: 512 * 1024 * 1024,
+            target_size: 1024,
+            jpeg_quality: 80,
+            filter: ResizeFilter::Lanczos3,
+            webp: false,
+            webp_quality: 80,
+            max_concurrent_jobs: None,
+        }
+    }
+}
+
+impl ImagingConfig {
+    /// The output format the configuration selects.
+    pub fn output_format(&self) -> OutputFormat {
+        if self.webp {
+            OutputFormat::WebP
+        } else {
+            OutputFormat::Jpeg
+        }
+    }
+
+    /// Number of CPU jobs allowed at once.
+    pub fn jobs(&self) -> usize {
+        self.max_concurrent_jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+
+    /// Checks every setting; the error names the setting that is wrong.
+    pub fn validate(&self) -> Result<(), ImagingError> {
+        fn bad(setting: &'static str, reason: impl Into<String>) -> Result<(), ImagingError> {
+            Err(ImagingError::Config {
+                setting,
+                reason: reason.into(),
+            })
+        }
+        if self.max_bytes == 0 {
+            return bad("max_bytes", "must be greater than 0");
+        }
+        if self.connect_timeout.is_zero() {
+            return bad("connect_timeout", "must be greater than 0");
+        }
+        if self.total_timeout.is_zero() {
+            return bad("total_timeout", "must be greater than 0");
+        }
+        if self.max_redirects > 20 {
+            return bad("max_redirects", "must be at most 20");
+        }
+        if self.max_pixels == 0 || self.max_side == 0 {
+            return bad("max_pixels/max_side", "must be greater than 0");
+        }
+        if self.target_size == 0 || self.target_size > self.max_side {
+            return bad("target_size", "must be between 1 and max_side");
+        }
+        if !(1..=100).contains(&self.jpeg_quality) {
+            return bad("jpeg_quality", "must be between 1 and 100");
+        }
+        if !(1..=100).contains(&self.webp_quality) {
+            return bad("webp_quality", "must be between 1 and 100");
+        }
+        if self.webp && !cfg!(feature = "webp") {
+            return bad(
+                "webp",
+                "WebP output needs the `webp` feature of the imaging crate",
+            );
+        }
+        if self.max_concurrent_jobs == Some(0) {
+            return bad("max_concurrent_jobs", "must be at least 1");
+        }
+        Ok(())
+    }
+}

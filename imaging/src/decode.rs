@@ -1,0 +1,206 @@
+//! Decoding with limits: the format is sniffed from magic bytes, the dimensions are read from the
+//! header and checked *before* any pixel buffer is allocated, then the image is decoded — JPEG
+//! through libjpeg-turbo at a DCT-reduced scale when that is enough for the target size, the
+//! other formats through the `image` crate with explicit [`image::Limits`].
+
+use std::io::Cursor;
+
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
+use turbojpeg::ScalingFactor;
+
+use crate::error::ImagingError;
+use crate::format::{sniff, SourceFormat};
+use crate::jpeg::{self, JpegInfo};
+use crate::pixels::Pixels;
+
+/// Decode limits (see [`ImagingConfig`](crate::ImagingConfig)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Most pixels (width × height).
+    pub max_pixels: u64,
+    /// Most pixels a side.
+    pub max_side: u32,
+    /// Most bytes one decode may allocate.
+    pub max_alloc: u64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_pixels: 50_000_000,
+            max_side: 16_384,
+            max_alloc: 512 * 1024 * 1024,
+        }
+    }
+}
+
+impl DecodeLimits {
+    /// Refuses dimensions over the limits (and zero-sized images).
+    pub fn check(&self, width: u32, height: u32) -> Result<(), ImagingError> {
+        if width == 0 || height == 0 {
+            return Err(ImagingError::Decode {
+                detail: format!("the header says {width}×{height} pixels"),
+            });
+        }
+        if width > self.max_side
+            || height > self.max_side
+            || u64::from(width) * u64::from(height) > self.max_pixels
+        {
+            return Err(ImagingError::DimensionsTooLarge {
+                width,
+                height,
+                max_side: self.max_side,
+                max_pixels: self.max_pixels,
+            });
+        }
+        Ok(())
+    }
+
+    /// The equivalent `image::Limits`.
+    pub fn image_limits(&self) -> Limits {
+        let mut limits = Limits::default();
+        limits.max_image_width = Some(self.max_side);
+        limits.max_image_height = Some(self.max_side);
+        limits.max_alloc = Some(self.max_alloc);
+        limits
+    }
+}
+
+/// What the header says, before decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Sniffed format.
+    pub format: SourceFormat,
+    /// Stored width (before orientation).
+    pub width: u32,
+    /// Stored height (before orientation).
+    pub height: u32,
+    /// EXIF orientation (`NoTransforms` when absent).
+    pub orientation: Orientation,
+    /// JPEG details, for JPEG sources.
+    pub jpeg: Option<JpegInfo>,
+}
+
+impl Probe {
+    /// Dimensions after applying the orientation.
+    pub fn oriented_dimensions(&self) -> (u32, u32) {
+        if swaps_axes(self.orientation) {
+            (self.height, self.width)
+        } else {
+            (self.width, self.height)
+        }
+    }
+}
+
+/// True when the orientation turns the image by 90° or 270°.
+pub fn swaps_axes(o: Orientation) -> bool {
+    matches!(
+        o,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    )
+}
+
+/// A decoded image, possibly already reduced (JPEG DCT scaling), not yet oriented.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// Header information of the source.
+    pub probe: Probe,
+    /// The pixels (gray or RGB, alpha flattened onto white).
+    pub pixels: Pixels,
+}
+
+fn image_error(e: image::ImageError) -> ImagingError {
+    match e {
+        image::ImageError::Limits(l) => ImagingError::Decode {
+            detail: format!("decoding would exceed the memory limit ({l})"),
+        },
+        other => ImagingError::Decode {
+            detail: other.to_string(),
+        },
+    }
+}
+
+fn image_format(f: SourceFormat) -> image::ImageFormat {
+    match f {
+        SourceFormat::Jpeg => image::ImageFormat::Jpeg,
+        SourceFormat::Png => image::ImageFormat::Png,
+        SourceFormat::WebP => image::ImageFormat::WebP,
+        SourceFormat::Gif => image::ImageFormat::Gif,
+    }
+}
+
+fn open_decoder<'a>(
+    bytes: &'a [u8],
+    format: SourceFormat,
+    limits: &DecodeLimits,
+) -> Result<impl ImageDecoder + 'a, ImagingError> {
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format(format));
+    // Dimensions are checked by us right after the header, with a clearer error; the allocation
+    // limit applies from the start.
+    let mut header_limits = Limits::default();
+    header_limits.max_alloc = Some(limits.max_alloc);
+    reader.limits(header_limits);
+    reader.into_decoder().map_err(image_error)
+}
+
+/// Sniffs the format and reads the dimensions and orientation from the header, refusing images
+/// over `limits`. Allocates no pixel buffer.
+pub fn probe(bytes: &[u8], limits: &DecodeLimits) -> Result<Probe, ImagingError> {
+    let format = sniff(bytes).map_err(|detail| ImagingError::NotAnImage { detail })?;
+    let probe = if format == SourceFormat::Jpeg {
+        let info = jpeg::read_info(bytes)?;
+        Probe {
+            format,
+            width: info.width,
+            height: info.height,
+            orientation: info.orientation,
+            jpeg: Some(info),
+        }
+    } else {
+        let mut decoder = open_decoder(bytes, format, limits)?;
+        let (width, height) = decoder.dimensions();
+        let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+        Probe {
+            format,
+            width,
+            height,
+            orientation,
+            jpeg: None,
+        }
+    };
+    limits.check(probe.width, probe.height)?;
+    Ok(probe)
+}
+
+/// Decodes the image. `min_long_side` allows JPEG DCT scaling: the result's long side is then
+/// at least that (or the full size); pass `None` for a full-size decode.
+pub fn decode(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    min_long_side: Option<u32>,
+) -> Result<Decoded, ImagingError> {
+    let probe = probe(bytes, limits)?;
+    let pixels = match probe.jpeg {
+        Some(info) => {
+            let scale = match min_long_side {
+                Some(target) => jpeg::choose_scale(info.width, info.height, target),
+                None => ScalingFactor::ONE,
+            };
+            jpeg::decode_scaled(bytes, &info, scale)?
+        }
+        None => {
+            let mut decoder = open_decoder(bytes, probe.format, limits)?;
+            decoder
+                .set_limits(limits.image_limits())
+                .map_err(image_error)?;
+            // For GIF (and animated WebP) this is the first frame.
+            let img = DynamicImage::from_decoder(decoder).map_err(image_error)?;
+            Pixels::from_dynamic(img)
+        }
+    };
+    Ok(Decoded { probe, pixels })
+}

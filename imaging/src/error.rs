@@ -1,0 +1,214 @@
+//! [`ImagingError`]: every way an image can fail, classified transient or permanent.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Why processing one image failed.
+///
+/// [`is_transient`](ImagingError::is_transient) tells whether trying again later may succeed
+/// (timeouts, 5xx answers, dropped connections, a full disk); everything else is permanent and
+/// retrying the same URL is pointless. `Display` is a message meant for the person who supplied
+/// the URL.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImagingError {
+    /// A setting of [`ImagingConfig`](crate::ImagingConfig) is invalid.
+    #[error("invalid imaging setting `{setting}`: {reason}")]
+    Config {
+        /// Name of the setting.
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The URL does not parse or has no host.
+    #[error("invalid image URL: {reason}; use an absolute http:// or https:// URL")]
+    InvalidUrl {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The scheme is not http or https.
+    #[error(
+        "unsupported URL scheme `{scheme}`: only http:// and https:// image URLs can be fetched"
+    )]
+    UnsupportedScheme {
+        /// The refused scheme.
+        scheme: String,
+    },
+
+    /// The host is, or resolves to, a loopback/private/link-local/... address.
+    #[error(
+        "refused to fetch from `{host}`: it {} ({kind}); image URLs must point to a public host \
+         (operators can allow internal hosts with ALLOW_PRIVATE_IMAGE_HOSTS)",
+        match addr { Some(a) => format!("resolves to {a}"), None => "is not a public address".to_string() }
+    )]
+    BlockedAddress {
+        /// The host as named in the URL (or redirect).
+        host: String,
+        /// The refused address, when known.
+        addr: Option<IpAddr>,
+        /// What kind of address it is ("loopback", "private (RFC 1918)", ...).
+        kind: &'static str,
+    },
+
+    /// More redirects than allowed.
+    #[error("too many redirects (more than {max}); link directly to the image")]
+    TooManyRedirects {
+        /// The configured maximum.
+        max: usize,
+    },
+
+    /// A redirect went to something other than http/https.
+    #[error("redirected to an unsupported URL `{url}`; link directly to an http(s) image")]
+    BadRedirect {
+        /// Where the redirect pointed.
+        url: String,
+    },
+
+    /// The host name does not resolve (or DNS failed).
+    #[error("could not resolve host `{host}`: {reason}; check the URL's host name")]
+    Dns {
+        /// The host.
+        host: String,
+        /// Resolver message.
+        reason: String,
+    },
+
+    /// Connect or total timeout.
+    #[error(
+        "the image server did not answer in time ({phase} timeout of {after:?}); try again later"
+    )]
+    Timeout {
+        /// "connect" or "total".
+        phase: &'static str,
+        /// The configured limit.
+        after: Duration,
+    },
+
+    /// Connection refused/reset/closed early, TLS failure...
+    #[error("could not download the image ({reason}); try again later")]
+    Network {
+        /// Transport error chain.
+        reason: String,
+        /// Whether a retry may help (false for e.g. TLS certificate errors).
+        transient: bool,
+    },
+
+    /// The server answered with a non-success status.
+    #[error("the image server answered HTTP {status}{}", status_hint(*status))]
+    Http {
+        /// HTTP status code.
+        status: u16,
+    },
+
+    /// The body is larger than `max_bytes`.
+    #[error(
+        "the image is too large to download ({}; the limit is {limit} bytes); use a smaller file",
+        match size { Some(s) => format!("{s} bytes"), None => "over the limit while downloading".to_string() }
+    )]
+    TooLarge {
+        /// Size announced by `Content-Length`, if any.
+        size: Option<u64>,
+        /// The configured limit.
+        limit: u64,
+    },
+
+    /// The bytes are not a supported image format (sniffed from the content, not the URL).
+    #[error(
+        "the URL does not point to a supported image ({detail}); use a JPEG, PNG, WebP or GIF"
+    )]
+    NotAnImage {
+        /// What was seen instead.
+        detail: String,
+    },
+
+    /// Width/height/pixel count over the limits (read from the header, before decoding).
+    #[error(
+        "the image is too large ({width}×{height} pixels; at most {max_side} pixels a side and \
+         {max_pixels} pixels in total); use a smaller image"
+    )]
+    DimensionsTooLarge {
+        /// Width from the header.
+        width: u32,
+        /// Height from the header.
+        height: u32,
+        /// Configured side limit.
+        max_side: u32,
+        /// Configured pixel limit.
+        max_pixels: u64,
+    },
+
+    /// The image data is truncated or corrupt.
+    #[error("the image file is damaged or truncated ({detail}); upload the file again")]
+    Decode {
+        /// Decoder message.
+        detail: String,
+    },
+
+    /// Encoding failed (a bug or an exotic input, not the user's fault).
+    #[error("could not encode the compressed image: {detail}")]
+    Encode {
+        /// Encoder message.
+        detail: String,
+    },
+
+    /// Writing to the media directory failed.
+    #[error("could not store the image under {path}: {source}")]
+    Storage {
+        /// The file or directory concerned.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A background job was cancelled or panicked.
+    #[error("image processing was interrupted: {detail}; try again")]
+    Interrupted {
+        /// Join error.
+        detail: String,
+    },
+}
+
+fn status_hint(status: u16) -> &'static str {
+    match status {
+        404 | 410 => " (not found); check the image URL",
+        401 | 403 => " (access denied); the image must be publicly readable",
+        408 | 429 => " (busy); try again later",
+        500..=599 => " (server error); try again later",
+        300..=399 => " (a redirect without a usable Location); link directly to the image",
+        _ => "; check the image URL",
+    }
+}
+
+impl ImagingError {
+    /// True when retrying later may succeed: timeouts, 5xx/408/429 answers, DNS or connection
+    /// failures, storage I/O errors, interrupted jobs. Everything else is permanent.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ImagingError::Timeout { .. }
+            | ImagingError::Dns { .. }
+            | ImagingError::Storage { .. }
+            | ImagingError::Interrupted { .. } => true,
+            ImagingError::Network { transient, .. } => *transient,
+            ImagingError::Http { status } => matches!(status, 408 | 429 | 500..=599),
+            ImagingError::Config { .. }
+            | ImagingError::InvalidUrl { .. }
+            | ImagingError::UnsupportedScheme { .. }
+            | ImagingError::BlockedAddress { .. }
+            | ImagingError::TooManyRedirects { .. }
+            | ImagingError::BadRedirect { .. }
+            | ImagingError::TooLarge { .. }
+            | ImagingError::NotAnImage { .. }
+            | ImagingError::DimensionsTooLarge { .. }
+            | ImagingError::Decode { .. }
+            | ImagingError::Encode { .. } => false,
+        }
+    }
+
+    /// True when the error is permanent (`!is_transient()`).
+    pub fn is_permanent(&self) -> bool {
+        !self.is_transient()
+    }
+}

@@ -1,0 +1,287 @@
+//! libjpeg-turbo (through the `turbojpeg` crate): header reading, DCT-scaled decoding, encoding,
+//! and the small amount of JPEG marker parsing we need (EXIF orientation, metadata stripping).
+
+use image::metadata::Orientation;
+use turbojpeg::{Colorspace, Compressor, Decompressor, Image, PixelFormat, ScalingFactor, Subsamp};
+
+use crate::error::ImagingError;
+use crate::pixels::{Layout, Pixels};
+
+/// What the JPEG header says, read without decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JpegInfo {
+    /// Width in pixels (before orientation).
+    pub width: u32,
+    /// Height in pixels (before orientation).
+    pub height: u32,
+    /// Stored color space.
+    pub colorspace: Colorspace,
+    /// Lossless JPEG (cannot be DCT-scaled).
+    pub lossless: bool,
+    /// Arithmetic coding (poorly supported by browsers).
+    pub arithmetic: bool,
+    /// EXIF orientation, `NoTransforms` when absent.
+    pub orientation: Orientation,
+}
+
+impl JpegInfo {
+    /// True for CMYK and YCCK images.
+    pub fn is_cmyk(&self) -> bool {
+        matches!(self.colorspace, Colorspace::CMYK | Colorspace::YCCK)
+    }
+}
+
+fn decode_error(e: turbojpeg::Error) -> ImagingError {
+    ImagingError::Decode {
+        detail: format!("JPEG: {e}"),
+    }
+}
+
+/// Reads the header and the EXIF orientation.
+pub fn read_info(data: &[u8]) -> Result<JpegInfo, ImagingError> {
+    let mut dec = Decompressor::new().map_err(decode_error)?;
+    let h = dec.read_header(data).map_err(decode_error)?;
+    Ok(JpegInfo {
+        width: h.width as u32,
+        height: h.height as u32,
+        colorspace: h.colorspace,
+        lossless: h.is_lossless,
+        arithmetic: h.is_arithmetic,
+        orientation: exif_orientation(data).unwrap_or(Orientation::NoTransforms),
+    })
+}
+
+/// The largest DCT reduction (1/8, 1/4, 1/2 or none) that keeps the long side at least `target`.
+pub fn choose_scale(width: u32, height: u32, target: u32) -> ScalingFactor {
+    let long = width.max(height) as usize;
+    for factor in [
+        ScalingFactor::ONE_EIGHTH,
+        ScalingFactor::ONE_QUARTER,
+        ScalingFactor::ONE_HALF,
+    ] {
+        if factor.scale(long) >= target as usize {
+            return factor;
+        }
+    }
+    ScalingFactor::ONE
+}
+
+/// Decodes at `scale` into gray or RGB pixels (CMYK/YCCK are converted to RGB).
+///
+/// A truncated file is an error; recoverable corruption warnings ("Corrupt JPEG data: extraneous
+/// bytes") are logged and the decoded pixels kept, as browsers do.
+pub fn decode_scaled(
+    data: &[u8],
+    info: &JpegInfo,
+    scale: ScalingFactor,
+) -> Result<Pixels, ImagingError> {
+    let mut dec = Decompressor::new().map_err(decode_error)?;
+    dec.read_header(data).map_err(decode_error)?;
+    let scale = if info.lossless {
+        ScalingFactor::ONE
+    } else {
+        scale
+    };
+    dec.set_scaling_factor(scale).map_err(decode_error)?;
+    let width = scale.scale(info.width as usize);
+    let height = scale.scale(info.height as usize);
+    let (format, channels) = match info.colorspace {
+        Colorspace::Gray => (PixelFormat::GRAY, 1),
+        Colorspace::CMYK | Colorspace::YCCK => (PixelFormat::CMYK, 4),
+        _ => (PixelFormat::RGB, 3),
+    };
+    let mut buf = vec![0u8; width * height * channels];
+    let result = dec.decompress(
+        data,
+        Image {
+            pixels: buf.as_mut_slice(),
+            width,
+            pitch: width * channels,
+            height,
+            format,
+        },
+    );
+    if let Err(e) = result {
+        let msg = e.to_string();
+        let recoverable = msg.contains("Corrupt JPEG data") && !msg.contains("Premature end");
+        if !recoverable {
+            return Err(if msg.contains("Premature end") {
+                ImagingError::Decode {
+                    detail: "JPEG data ends early (truncated file)".into(),
+                }
+            } else {
+                decode_error(e)
+            });
+        }
+        tracing::warn!(error = %msg, "JPEG decoded with warnings");
+    }
+    let (w, h) = (width as u32, height as u32);
+    Ok(match channels {
+        1 => Pixels {
+            width: w,
+            height: h,
+            layout: Layout::Gray,
+            data: buf,
+        },
+        4 => Pixels::from_inverted_cmyk(w, h, &buf),
+        _ => Pixels {
+            width: w,
+            height: h,
+            layout: Layout::Rgb,
+            data: buf,
+        },
+    })
+}
+
+/// Encodes with libjpeg-turbo: baseline, 4:2:0 (gray stays gray), optimized Huffman tables,
+/// no metadata.
+pub fn encode(pixels: &Pixels, quality: u8) -> Result<Vec<u8>, ImagingError> {
+    let enc_err = |e: turbojpeg::Error| ImagingError::Encode {
+        detail: format!("JPEG: {e}"),
+    };
+    let mut c = Compressor::new().map_err(enc_err)?;
+    c.set_quality(i32::from(quality)).map_err(enc_err)?;
+    let (format, subsamp) = match pixels.layout {
+        Layout::Gray => (PixelFormat::GRAY, Subsamp::Gray),
+        Layout::Rgb => (PixelFormat::RGB, Subsamp::Sub2x2),
+    };
+    c.set_subsamp(subsamp).map_err(enc_err)?;
+    c.set_optimize(true).map_err(enc_err)?;
+    let width = pixels.width as usize;
+    c.compress_to_vec(Image {
+        pixels: pixels.data.as_slice(),
+        width,
+        pitch: width * pixels.layout.channels(),
+        height: pixels.height as usize,
+        format,
+    })
+    .map_err(enc_err)
+}
+
+/// Walks the marker segments before the first SOS. Returns each `(marker, start, end)` span
+/// (from the 0xFF of the marker to the end of its payload) and the offset where parsing stopped
+/// (the SOS marker for a well-formed file).
+fn segment_spans(data: &[u8]) -> (Vec<(u8, usize, usize)>, usize) {
+    let mut spans = Vec::new();
+    let mut pos = 2; // after SOI
+    loop {
+        // Skip fill bytes.
+        while pos + 1 < data.len() && data[pos] == 0xFF && data[pos + 1] == 0xFF {
+            pos += 1;
+        }
+        if pos + 4 > data.len() || data[pos] != 0xFF {
+            break;
+        }
+        let marker = data[pos + 1];
+        if marker == 0xDA || marker == 0xD9 {
+            break; // start of scan / end of image
+        }
+        let len = usize::from(u16::from_be_bytes([data[pos + 2], data[pos + 3]]));
+        if len < 2 || pos + 2 + len > data.len() {
+            break;
+        }
+        spans.push((marker, pos, pos + 2 + len));
+        pos += 2 + len;
+    }
+    (spans, pos)
+}
+
+/// The orientation stored in the JPEG's EXIF (APP1) segment, if any.
+pub fn exif_orientation(data: &[u8]) -> Option<Orientation> {
+    let (spans, _) = segment_spans(data);
+    spans
+        .into_iter()
+        .filter(|(m, _, _)| *m == 0xE1)
+        .find_map(|(_, start, end)| {
+            data[start + 4..end]
+                .strip_prefix(b"Exif\0\0")
+                .and_then(Orientation::from_exif_chunk)
+        })
+}
+
+/// A copy of the JPEG without metadata segments (EXIF/XMP/ICC/IPTC APPn and comments).
+/// JFIF (APP0) and Adobe (APP14, needed for color transforms) are kept. Entropy-coded data is
+/// copied unchanged, so this is lossless. Returns `None` if the marker structure is not understood.
+pub fn strip_metadata(data: &[u8]) -> Option<Vec<u8>> {
+    if !data.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let (spans, stop) = segment_spans(data);
+    let rest = &data[stop..];
+    if rest.len() < 2 || rest[0] != 0xFF || rest[1] != 0xDA {
+        return None;
+    }
+    let mut out = Vec::with_capacity(data.len());
+    out.extend_from_slice(&data[..2]);
+    for (marker, start, end) in spans {
+        if !matches!(marker, 0xE1..=0xED | 0xEF | 0xFE) {
+            out.extend_from_slice(&data[start..end]);
+        }
+    }
+    out.extend_from_slice(rest);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_keeps_long_side_at_least_target() {
+        assert_eq!(choose_scale(5120, 2880, 1024), ScalingFactor::ONE_QUARTER);
+        assert_eq!(choose_scale(4000, 3000, 1024), ScalingFactor::ONE_HALF);
+        assert_eq!(choose_scale(8192, 100, 1024), ScalingFactor::ONE_EIGHTH);
+        assert_eq!(choose_scale(1500, 1000, 1024), ScalingFactor::ONE);
+        assert_eq!(choose_scale(800, 600, 1024), ScalingFactor::ONE);
+        assert_eq!(choose_scale(2048, 2048, 1024), ScalingFactor::ONE_HALF);
+    }
+
+    fn sample_jpeg() -> Vec<u8> {
+        let px: Vec<u8> = (0..16 * 8 * 3).map(|i| (i * 7 % 256) as u8).collect();
+        encode(
+            &Pixels {
+                width: 16,
+                height: 8,
+                layout: Layout::Rgb,
+                data: px,
+            },
+            80,
+        )
+        .unwrap()
+    }
+
+    fn with_exif(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+        let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
+        tiff.extend_from_slice(&1u16.to_be_bytes());
+        tiff.extend_from_slice(&0x0112u16.to_be_bytes());
+        tiff.extend_from_slice(&3u16.to_be_bytes());
+        tiff.extend_from_slice(&1u32.to_be_bytes());
+        tiff.extend_from_slice(&orientation.to_be_bytes());
+        tiff.extend_from_slice(&[0, 0]);
+        tiff.extend_from_slice(&0u32.to_be_bytes());
+        let mut app1 = vec![0xFF, 0xE1];
+        app1.extend_from_slice(&((2 + 6 + tiff.len()) as u16).to_be_bytes());
+        app1.extend_from_slice(b"Exif\0\0");
+        app1.extend_from_slice(&tiff);
+        let mut out = jpeg[..2].to_vec();
+        out.extend_from_slice(&app1);
+        out.extend_from_slice(&jpeg[2..]);
+        out
+    }
+
+    #[test]
+    fn reads_and_strips_exif() {
+        let plain = sample_jpeg();
+        assert_eq!(exif_orientation(&plain), None);
+        let tagged = with_exif(&plain, 6);
+        assert_eq!(exif_orientation(&tagged), Some(Orientation::Rotate90));
+        let stripped = strip_metadata(&tagged).unwrap();
+        assert_eq!(exif_orientation(&stripped), None);
+        assert!(stripped.len() < tagged.len());
+        // Same pixels.
+        let info = read_info(&stripped).unwrap();
+        let a = decode_scaled(&plain, &info, ScalingFactor::ONE).unwrap();
+        let b = decode_scaled(&stripped, &info, ScalingFactor::ONE).unwrap();
+        assert_eq!(a, b);
+    }
+}

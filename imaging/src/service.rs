@@ -1,0 +1,153 @@
+//! [`Imaging`]: the one-call service (fetch → compress → save) the worker uses.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::compress::{compress, CompressOptions, Compressed};
+use crate::config::ImagingConfig;
+use crate::error::ImagingError;
+use crate::fetch::Fetcher;
+use crate::save::MediaStore;
+
+/// A stored, compressed image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredImage {
+    /// Path relative to the media directory, `/`-separated,
+    /// e.g. `products/42/0-1f2e3d4c5b6a7988.jpg`.
+    pub relative_path: String,
+    /// Output width.
+    pub width: u32,
+    /// Output height.
+    pub height: u32,
+    /// Downloaded bytes.
+    pub bytes_in: u64,
+    /// Stored bytes.
+    pub bytes_out: u64,
+}
+
+struct Inner {
+    fetcher: Fetcher,
+    options: CompressOptions,
+    store: MediaStore,
+    cpu: Arc<Semaphore>,
+}
+
+/// Fetches, compresses and stores product images. Cheap to clone (shared state behind an `Arc`).
+///
+/// Downloads run concurrently on the async runtime; decoding and encoding run on the blocking
+/// pool, at most `max_concurrent_jobs` (default: one per core) at a time, so a huge image cannot
+/// starve the runtime or the other images. Memory per job is bounded by `max_bytes` for the
+/// download and by the decode limits (`max_pixels`, `max_decode_alloc`; JPEGs are decoded at a
+/// reduced scale).
+#[derive(Clone)]
+pub struct Imaging {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Imaging {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Imaging")
+            .field("media_dir", &self.inner.store.root())
+            .field("options", &self.inner.options)
+            .field("jobs", &self.inner.cpu.available_permits())
+            .finish()
+    }
+}
+
+impl Imaging {
+    /// Validates `config` and builds the HTTP client. `media_dir` is created on first save.
+    pub fn new(
+        config: ImagingConfig,
+        media_dir: impl Into<PathBuf>,
+    ) -> Result<Imaging, ImagingError> {
+        config.validate()?;
+        Ok(Imaging {
+            inner: Arc::new(Inner {
+                fetcher: Fetcher::new(&config)?,
+                options: CompressOptions::from(&config),
+                store: MediaStore::new(media_dir),
+                cpu: Arc::new(Semaphore::new(config.jobs())),
+            }),
+        })
+    }
+
+    /// The media directory.
+    pub fn media_dir(&self) -> &Path {
+        self.inner.store.root()
+    }
+
+    /// The fetcher (for callers that only download).
+    pub fn fetcher(&self) -> &Fetcher {
+        &self.inner.fetcher
+    }
+
+    /// Fetches `url`, compresses it and stores it as image `index` of product `product_id`.
+    /// Returns the path relative to the media directory. Nothing is written on failure.
+    pub async fn process(
+        &self,
+        product_id: i64,
+        index: u32,
+        url: &str,
+    ) -> Result<StoredImage, ImagingError> {
+        let fetched = self.inner.fetcher.fetch(url).await?;
+        let bytes_in = fetched.bytes.len() as u64;
+        let inner = self.inner.clone();
+        let (compressed, relative_path) = self
+            .run_cpu(move || {
+                let compressed = compress(&fetched.bytes, &inner.options)?;
+                drop(fetched);
+                let path =
+                    inner
+                        .store
+                        .save(product_id, index, &compressed.data, compressed.format)?;
+                Ok((compressed, path))
+            })
+            .await?;
+        tracing::debug!(
+            product_id,
+            index,
+            url,
+            path = %relative_path,
+            bytes_in,
+            bytes_out = compressed.data.len(),
+            kept_source = compressed.kept_source,
+            "image stored"
+        );
+        Ok(StoredImage {
+            relative_path,
+            width: compressed.width,
+            height: compressed.height,
+            bytes_in,
+            bytes_out: compressed.data.len() as u64,
+        })
+    }
+
+    /// Compresses bytes already in memory (no fetch, no save), on the bounded CPU pool.
+    pub async fn compress_bytes(&self, bytes: bytes::Bytes) -> Result<Compressed, ImagingError> {
+        let options = self.inner.options;
+        self.run_cpu(move || compress(&bytes, &options)).await
+    }
+
+    /// Runs `job` on the blocking pool once a CPU permit is free.
+    async fn run_cpu<T, F>(&self, job: F) -> Result<T, ImagingError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, ImagingError> + Send + 'static,
+    {
+        let permit = self.inner.cpu.clone().acquire_owned().await.map_err(|e| {
+            ImagingError::Interrupted {
+                detail: e.to_string(),
+            }
+        })?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            job()
+        })
+        .await
+        .map_err(|e| ImagingError::Interrupted {
+            detail: e.to_string(),
+        })?
+    }
+}
