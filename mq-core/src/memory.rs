@@ -166,7 +166,9 @@ impl Inner {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Topic>> {
         // A panic while holding the lock cannot leave the maps half-updated in a way that breaks
         // the invariants we rely on, so a poisoned lock is still usable.
-        self.topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.topics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn publish(&self, topic: &str, message: Message) {
@@ -226,7 +228,9 @@ impl Inner {
             }
             Settlement::Nack(Nack::DeadLetter { reason, attempts }) => {
                 group.attempts.remove(&offset);
-                let dead = topic.message(offset).dead_letter(topic_name, &reason, attempts);
+                let dead = topic
+                    .message(offset)
+                    .dead_letter(topic_name, &reason, attempts);
                 topic.trim();
                 topics
                     .entry(dead_letter_topic(topic_name))
@@ -339,9 +343,8 @@ impl Subscriber for MemorySubscriber {
             notify,
             self.closed.clone(),
         );
-        let stream = futures::stream::unfold(
-            state,
-            |(broker, topic, group, notify, closed)| async move {
+        let stream =
+            futures::stream::unfold(state, |(broker, topic, group, notify, closed)| async move {
                 let delivery = loop {
                     if closed.is_cancelled() {
                         return None;
@@ -360,8 +363,7 @@ impl Subscriber for MemorySubscriber {
                     }
                 };
                 Some((Ok(delivery), (broker, topic, group, notify, closed)))
-            },
-        );
+            });
         Ok(Box::pin(stream))
     }
 
@@ -386,7 +388,11 @@ mod tests {
         let broker = MemoryBroker::new();
         let mut a = broker.subscriber().subscribe("t", "a").await.unwrap();
         let mut b = broker.subscriber().subscribe("t", "b").await.unwrap();
-        broker.publisher().publish("t", Message::new("x")).await.unwrap();
+        broker
+            .publisher()
+            .publish("t", Message::new("x"))
+            .await
+            .unwrap();
         assert_eq!(broker.retained("t"), 1);
         a.next().await.unwrap().unwrap().ack().await.unwrap();
         assert_eq!(broker.retained("t"), 1, "group b has not acked yet");

@@ -137,7 +137,10 @@ pub struct ProcessingResult {
 impl ProcessingResult {
     /// A result whose status follows from how many images worked.
     pub fn new(compressed_product_images: Vec<String>, image_errors: Vec<ImageError>) -> Self {
-        let status = match (compressed_product_images.is_empty(), image_errors.is_empty()) {
+        let status = match (
+            compressed_product_images.is_empty(),
+            image_errors.is_empty(),
+        ) {
             (_, true) => ProductStatus::Done,
             (false, false) => ProductStatus::Partial,
             (true, false) => ProductStatus::Failed,

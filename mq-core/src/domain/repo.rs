@@ -3,7 +3,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{NewProduct, NewUser, OutboxMessage, Page, ProcessingResult, Product, ProductFilter, User};
+use super::{
+    NewProduct, NewUser, OutboxMessage, Page, ProcessingResult, Product, ProductFilter, User,
+};
 
 /// Errors from the repositories, distinct where callers react differently.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,8 +87,11 @@ pub trait ProductRepo: Send + Sync {
 pub trait OutboxRepo: Send + Sync {
     /// Claims up to `limit` unpublished rows, oldest first, for `lease`: until the lease ends no
     /// other relay claims them. Safe to call from several relays at once.
-    async fn claim_outbox(&self, limit: u32, lease: Duration)
-        -> Result<Vec<OutboxMessage>, RepoError>;
+    async fn claim_outbox(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<OutboxMessage>, RepoError>;
 
     /// Marks rows published once the broker has confirmed them. Idempotent.
     async fn mark_published(&self, ids: &[i64]) -> Result<(), RepoError>;

@@ -44,9 +44,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info_span, warn, Instrument};
 
 pub use backoff::Backoff;
-pub use handler::{handler_fn, Handler, HandlerFn};
 #[cfg(feature = "mock")]
 pub use handler::MockHandler;
+pub use handler::{handler_fn, Handler, HandlerFn};
 
 use crate::{headers, Delivery, Nack, Result, Subscriber};
 
