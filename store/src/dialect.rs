@@ -1,0 +1,173 @@
+//! Everything that differs between PostgreSQL and SQLite, in one place.
+//!
+//! - the price column: `numeric(12,2)` on PostgreSQL, integer cents on SQLite;
+//! - claiming outbox rows: PostgreSQL locks them with `FOR UPDATE SKIP LOCKED` and uses the
+//!   server clock; SQLite serialises writers, so the same `UPDATE … RETURNING` is atomic there,
+//!   with the lease computed from the application clock (one relay per database file);
+//! - connection settings (SQLite pragmas, PostgreSQL `search_path`);
+//! - the lock that keeps two processes from migrating at once.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+
+use crate::entities::StoredPrice;
+
+/// Largest price `numeric(12,2)` holds.
+pub(crate) const MAX_PRICE_CENTS: i64 = 999_999_999_999;
+
+/// The database flavour of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+impl Dialect {
+    pub(crate) fn of(db: &impl ConnectionTrait) -> Result<Self, DbErr> {
+        match db.get_database_backend() {
+            DbBackend::Postgres => Ok(Dialect::Postgres),
+            DbBackend::Sqlite => Ok(Dialect::Sqlite),
+            other => Err(DbErr::Custom(format!(
+                "unsupported database backend {other:?}"
+            ))),
+        }
+    }
+
+    fn backend(self) -> DbBackend {
+        match self {
+            Dialect::Postgres => DbBackend::Postgres,
+            Dialect::Sqlite => DbBackend::Sqlite,
+        }
+    }
+
+    /// The stored form of a price. `None` when it does not fit `numeric(12,2)` (negative, more
+    /// than two decimals, or 10^10 and above); both backends refuse the same values.
+    pub(crate) fn price(self, price: Decimal) -> Option<StoredPrice> {
+        let cents = price_to_cents(price)?;
+        Some(match self {
+            Dialect::Postgres => StoredPrice::Numeric(Decimal::new(cents, 2)),
+            Dialect::Sqlite => StoredPrice::Cents(cents),
+        })
+    }
+
+    /// A filter bound on the price column: `min` is a lower bound (`price >= bound`), otherwise an
+    /// upper bound. Any decimal is accepted; on SQLite the bound is rounded towards the inside
+    /// of the range (up for `min`, down for `max`), which keeps the comparison exact in cents.
+    pub(crate) fn price_bound(self, price: Decimal, min: bool) -> Value {
+        match self {
+            Dialect::Postgres => Value::Decimal(Some(Box::new(price))),
+            Dialect::Sqlite => {
+                let scaled = price.saturating_mul(Decimal::ONE_HUNDRED);
+                let rounded = if min { scaled.ceil() } else { scaled.floor() };
+                let cents = i64::try_from(rounded).unwrap_or(if rounded.is_sign_negative() {
+                    i64::MIN
+                } else {
+                    i64::MAX
+                });
+                Value::BigInt(Some(cents))
+            }
+        }
+    }
+
+    /// The statement that claims up to `limit` free unpublished outbox rows for `lease` and
+    /// returns them (in any order).
+    pub(crate) fn claim_outbox(self, limit: u32, lease: Duration, now: DateTime<Utc>) -> Statement {
+        let lease_us = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
+        match self {
+            Dialect::Postgres => Statement::from_sql_and_values(
+                self.backend(),
+                r#"UPDATE outbox SET locked_until = now() + $2 * interval '1 microsecond'
+                   WHERE id IN (
+                       SELECT id FROM outbox
+                       WHERE published_at IS NULL
+                         AND (locked_until IS NULL OR locked_until <= now())
+                       ORDER BY id
+                       LIMIT $1
+                       FOR UPDATE SKIP LOCKED)
+                   RETURNING *"#,
+                [i64::from(limit).into(), lease_us.into()],
+            ),
+            Dialect::Sqlite => {
+                let until = now + chrono::Duration::microseconds(lease_us);
+                Statement::from_sql_and_values(
+                    self.backend(),
+                    r#"UPDATE outbox SET locked_until = ?
+                       WHERE id IN (
+                           SELECT id FROM outbox
+                           WHERE published_at IS NULL
+                             AND (locked_until IS NULL OR locked_until <= ?)
+                           ORDER BY id
+                           LIMIT ?)
+                       RETURNING *"#,
+                    [until.into(), now.into(), i64::from(limit).into()],
+                )
+            }
+        }
+    }
+
+    /// Serialises migrations between processes for the rest of the transaction it runs in.
+    /// SQLite needs nothing: its DDL takes the database write lock.
+    pub(crate) async fn lock_for_migration(self, txn: &impl ConnectionTrait) -> Result<(), DbErr> {
+        if self == Dialect::Postgres {
+            txn.execute_unprepared(
+                "SELECT pg_advisory_xact_lock(hashtext('store-migrations:' || current_schema()))",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `price` in hundredths, or `None` when it is negative, has more than two decimals or does not
+/// fit `numeric(12,2)`.
+pub(crate) fn price_to_cents(price: Decimal) -> Option<i64> {
+    if price.is_sign_negative() && !price.is_zero() {
+        return None;
+    }
+    let scaled = price.checked_mul(Decimal::ONE_HUNDRED)?;
+    if scaled.fract() != Decimal::ZERO {
+        return None;
+    }
+    let cents: i64 = scaled.trunc().try_into().ok()?;
+    (cents <= MAX_PRICE_CENTS).then_some(cents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn prices_convert_to_exact_cents() {
+        assert_eq!(price_to_cents(d("0")), Some(0));
+        assert_eq!(price_to_cents(d("0.10")), Some(10));
+        assert_eq!(price_to_cents(d("0.2")), Some(20));
+        assert_eq!(price_to_cents(d("9999999999.99")), Some(999_999_999_999));
+        assert_eq!(price_to_cents(d("10000000000")), None);
+        assert_eq!(price_to_cents(d("0.001")), None);
+        assert_eq!(price_to_cents(d("-0.01")), None);
+        assert_eq!(price_to_cents(d("-0")), Some(0));
+    }
+
+    #[test]
+    fn sqlite_bounds_keep_comparisons_exact() {
+        let cents = |s, min| match Dialect::Sqlite.price_bound(d(s), min) {
+            Value::BigInt(Some(c)) => c,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(cents("1.50", true), 150);
+        assert_eq!(cents("1.50", false), 150);
+        // price >= 1.505 is cents >= 151; price <= 1.505 is cents <= 150.
+        assert_eq!(cents("1.505", true), 151);
+        assert_eq!(cents("1.505", false), 150);
+        assert_eq!(cents("-0.005", true), 0);
+        assert_eq!(cents("-0.005", false), -1);
+        assert_eq!(cents("79228162514264337593543950335", false), i64::MAX);
+    }
+}

@@ -1,0 +1,15 @@
+//! sea-orm-migration migrations. [`crate::migrate`] applies the pending ones at start-up.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_tables;
+
+/// All migrations of the store, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_create_tables::Migration)]
+    }
+}

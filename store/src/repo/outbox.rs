@@ -1,0 +1,84 @@
+//! [`OutboxRepo`] for [`Store`]: claiming, publishing and failing outbox rows.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mq_core::domain::{OutboxMessage, OutboxRepo, RepoError};
+use sea_orm::sea_query::{Expr, Value};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+use crate::entities::outbox::{self, Column};
+use crate::error::repo_err;
+use crate::store::{now, Store};
+
+/// Ids per `UPDATE … WHERE id IN (…)` when marking rows published.
+const IDS_PER_STATEMENT: usize = 1000;
+/// Longest error text kept in `last_error`.
+const MAX_ERROR_CHARS: usize = 2000;
+
+fn no_time() -> Value {
+    Value::ChronoDateTimeUtc(None)
+}
+
+#[async_trait]
+impl OutboxRepo for Store {
+    async fn claim_outbox(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<OutboxMessage>, RepoError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let statement = self.dialect.claim_outbox(limit, lease, now());
+        let rows = outbox::Entity::find()
+            .from_raw_sql(statement)
+            .all(&self.db)
+            .await
+            .map_err(repo_err)?;
+        let mut messages: Vec<OutboxMessage> = rows.into_iter().map(Into::into).collect();
+        messages.sort_by_key(|m| m.id);
+        Ok(messages)
+    }
+
+    async fn mark_published(&self, ids: &[i64]) -> Result<(), RepoError> {
+        let now = now();
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            outbox::Entity::update_many()
+                .col_expr(Column::PublishedAt, Expr::value(now))
+                .col_expr(Column::LockedUntil, Expr::value(no_time()))
+                .filter(Column::Id.is_in(chunk.iter().copied()))
+                .filter(Column::PublishedAt.is_null())
+                .exec(&self.db)
+                .await
+                .map_err(repo_err)?;
+        }
+        Ok(())
+    }
+
+    async fn record_publish_failure(&self, id: i64, error: &str) -> Result<(), RepoError> {
+        let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
+        let updated = outbox::Entity::update_many()
+            .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
+            .col_expr(Column::LastError, Expr::value(error))
+            .col_expr(Column::LockedUntil, Expr::value(no_time()))
+            .filter(Column::Id.eq(id))
+            .filter(Column::PublishedAt.is_null())
+            .exec(&self.db)
+            .await
+            .map_err(repo_err)?;
+        if updated.rows_affected == 0 {
+            let found = outbox::Entity::find_by_id(id)
+                .count(&self.db)
+                .await
+                .map_err(repo_err)?;
+            if found == 0 {
+                return Err(RepoError::NotFound {
+                    entity: "outbox message",
+                    id,
+                });
+            }
+        }
+        Ok(())
+    }
+}

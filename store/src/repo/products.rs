@@ -1,0 +1,234 @@
+//! [`ProductRepo`] for [`Store`]: products, their outbox rows, listing and consumer results.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use mq_core::domain::{
+    NewOutboxMessage, NewProduct, Page, ProcessingResult, Product, ProductCreated, ProductFilter,
+    ProductRepo, ProductStatus, RepoError, PRODUCTS_CREATED_TOPIC,
+};
+use sea_orm::sea_query::{Expr, Func, LikeExpr, Value};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, Condition, DatabaseConnection, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+
+use crate::entities::{outbox, product, HeaderMap, ImageErrorList, TextList};
+use crate::error::{kind, repo_err, Kind};
+use crate::store::{now, Store};
+
+/// Largest page [`ProductRepo::list_products`] returns.
+const MAX_PAGE: u32 = 100;
+
+fn to_product(model: product::Model) -> Result<Product, RepoError> {
+    Product::try_from(model).map_err(|e: DbErr| RepoError::Other(e.to_string()))
+}
+
+/// `text` as a `LIKE` pattern that matches it anywhere, with `\` as the escape character.
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+async fn exists(db: &DatabaseConnection, id: i64) -> Result<bool, RepoError> {
+    let n = product::Entity::find_by_id(id)
+        .count(db)
+        .await
+        .map_err(repo_err)?;
+    Ok(n > 0)
+}
+
+#[async_trait]
+impl ProductRepo for Store {
+    async fn create_product(
+        &self,
+        new: NewProduct,
+        headers: BTreeMap<String, String>,
+    ) -> Result<Product, RepoError> {
+        let price = self.dialect.price(new.product_price).ok_or_else(|| {
+            RepoError::Other(format!(
+                "price {} is not between 0 and 9999999999.99 with at most 2 decimals",
+                new.product_price
+            ))
+        })?;
+        let user_id = new.user_id;
+        let now = now();
+
+        let txn = self.db.begin().await.map_err(repo_err)?;
+        let row = product::ActiveModel {
+            id: NotSet,
+            user_id: Set(user_id),
+            product_name: Set(new.product_name),
+            product_description: Set(new.product_description),
+            product_images: Set(TextList(new.product_images)),
+            product_price: Set(price),
+            compressed_product_images: Set(TextList::default()),
+            status: Set(ProductStatus::Pending.as_str().to_owned()),
+            image_errors: Set(ImageErrorList::default()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        let model = match row.insert(&txn).await {
+            Ok(model) => model,
+            Err(e) if kind(&e) == Kind::ForeignKey => return Err(RepoError::UnknownUser(user_id)),
+            Err(e) => return Err(repo_err(e)),
+        };
+
+        let payload = serde_json::to_value(ProductCreated {
+            product_id: model.id,
+        })
+        .map_err(|e| RepoError::Other(e.to_string()))?;
+        let mut message =
+            NewOutboxMessage::new(PRODUCTS_CREATED_TOPIC, Some(model.id.to_string()), payload);
+        // The caller's headers (trace context, ...) win, including a message id of its own.
+        message.headers.extend(headers);
+        let outbox_row = outbox::ActiveModel {
+            id: NotSet,
+            topic: Set(message.topic),
+            message_key: Set(message.key),
+            headers: Set(HeaderMap(message.headers)),
+            payload: Set(message.payload),
+            created_at: Set(now),
+            published_at: Set(None),
+            locked_until: Set(None),
+            attempts: Set(0),
+            last_error: Set(None),
+        };
+        outbox::Entity::insert(outbox_row)
+            .exec_without_returning(&txn)
+            .await
+            .map_err(repo_err)?;
+        txn.commit().await.map_err(repo_err)?;
+        to_product(model)
+    }
+
+    async fn get_product(&self, id: i64) -> Result<Option<Product>, RepoError> {
+        product::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(repo_err)?
+            .map(to_product)
+            .transpose()
+    }
+
+    async fn list_products(&self, filter: &ProductFilter) -> Result<Page<Product>, RepoError> {
+        use product::Column;
+
+        let limit = filter.limit.clamp(1, MAX_PAGE);
+        let mut query = product::Entity::find();
+        if let Some(user_id) = filter.user_id {
+            query = query.filter(Column::UserId.eq(user_id));
+        }
+        if let Some(min) = filter.min_price {
+            query = query.filter(Column::ProductPrice.gte(self.dialect.price_bound(min, true)));
+        }
+        if let Some(max) = filter.max_price {
+            query = query.filter(Column::ProductPrice.lte(self.dialect.price_bound(max, false)));
+        }
+        if let Some(q) = filter.q.as_deref().filter(|q| !q.is_empty()) {
+            // LOWER(name) LIKE '%q%': case-insensitive on both backends (SQLite folds ASCII only).
+            query = query.filter(
+                Expr::expr(Func::lower(Expr::col((
+                    product::Entity,
+                    Column::ProductName,
+                ))))
+                .like(LikeExpr::new(contains_pattern(q)).escape('\\')),
+            );
+        }
+        if let Some(after) = filter.after {
+            query = query.filter(Column::Id.gt(after));
+        }
+        let mut rows = query
+            .order_by_asc(Column::Id)
+            .limit(u64::from(limit) + 1)
+            .all(&self.db)
+            .await
+            .map_err(repo_err)?;
+        let next = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(|r| r.id)
+        } else {
+            None
+        };
+        let items = rows.into_iter().map(to_product).collect::<Result<_, _>>()?;
+        Ok(Page { items, next })
+    }
+
+    async fn mark_processing(&self, id: i64) -> Result<Option<Product>, RepoError> {
+        use product::Column;
+
+        product::Entity::update_many()
+            .col_expr(
+                Column::Status,
+                Expr::value(ProductStatus::Processing.as_str()),
+            )
+            .col_expr(Column::UpdatedAt, Expr::value(now()))
+            .filter(Column::Id.eq(id))
+            .filter(Column::Status.is_in([
+                ProductStatus::Pending.as_str(),
+                ProductStatus::Processing.as_str(),
+            ]))
+            .exec(&self.db)
+            .await
+            .map_err(repo_err)?;
+        self.get_product(id).await
+    }
+
+    async fn record_result(&self, id: i64, result: &ProcessingResult) -> Result<(), RepoError> {
+        use product::Column;
+
+        let status = result.status.as_str();
+        let compressed = Value::from(TextList(result.compressed_product_images.clone()));
+        let errors = Value::from(ImageErrorList(result.image_errors.clone()));
+        // One statement; it only matches when something differs, so recording the same result
+        // again changes nothing (not even `updated_at`).
+        let updated = product::Entity::update_many()
+            .col_expr(Column::Status, Expr::value(status))
+            .col_expr(
+                Column::CompressedProductImages,
+                Expr::value(compressed.clone()),
+            )
+            .col_expr(Column::ImageErrors, Expr::value(errors.clone()))
+            .col_expr(Column::UpdatedAt, Expr::value(now()))
+            .filter(Column::Id.eq(id))
+            .filter(
+                Condition::any()
+                    .add(Column::Status.ne(status))
+                    .add(Expr::col(Column::CompressedProductImages).ne(compressed))
+                    .add(Expr::col(Column::ImageErrors).ne(errors)),
+            )
+            .exec(&self.db)
+            .await
+            .map_err(repo_err)?;
+        if updated.rows_affected == 0 && !exists(&self.db, id).await? {
+            return Err(RepoError::NotFound {
+                entity: "product",
+                id,
+            });
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), RepoError> {
+        self.db.ping().await.map_err(repo_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_pattern;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(contains_pattern("Ab"), "%ab%");
+        assert_eq!(contains_pattern("50%_\\"), "%50\\%\\_\\\\%");
+    }
+}

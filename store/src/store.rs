@@ -1,0 +1,160 @@
+//! [`Store`]: connecting, options and migrations.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use mq_core::domain::RepoError;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, TransactionTrait};
+use sea_orm_migration::MigratorTrait;
+
+use crate::dialect::Dialect;
+use crate::error::repo_err;
+use crate::migration::Migrator;
+
+/// Connection settings for [`Store::connect`].
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Most connections in the pool (default 10).
+    pub max_connections: u32,
+    /// Connections kept open when idle (default 0).
+    pub min_connections: u32,
+    /// Time to open one connection (default 5 s).
+    pub connect_timeout: Duration,
+    /// Time to wait for a free pooled connection, and on SQLite for the write lock, before the
+    /// call fails with [`RepoError::Unavailable`] (default 5 s).
+    pub acquire_timeout: Duration,
+    /// PostgreSQL only: the schema to work in (`search_path`); it must exist. Default: the
+    /// server's default (`public`).
+    pub schema: Option<String>,
+    /// Apply pending migrations in [`Store::connect`] (default `true`).
+    pub run_migrations: bool,
+    /// Log every statement through `tracing` (default `false`).
+    pub log_statements: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            min_connections: 0,
+            connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(5),
+            schema: None,
+            run_migrations: true,
+            log_statements: false,
+        }
+    }
+}
+
+/// The database: implements [`crate::UserRepo`], [`crate::ProductRepo`] and
+/// [`crate::OutboxRepo`]. Cheap to clone; clones share one connection pool.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) db: DatabaseConnection,
+    pub(crate) dialect: Dialect,
+}
+
+impl Store {
+    /// Connects to `url` (`postgres://…` or `sqlite://path`), then applies pending migrations
+    /// unless [`StoreOptions::run_migrations`] is off.
+    ///
+    /// For SQLite the file (and its directory) is created when missing, and the connection uses
+    /// WAL, `synchronous = NORMAL`, foreign keys on and a busy timeout of
+    /// [`StoreOptions::acquire_timeout`]. An in-memory SQLite database (`sqlite::memory:`) is
+    /// one database per pooled connection, so use a file.
+    ///
+    /// Fails with [`RepoError::Unavailable`] when the server cannot be reached.
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<Store, RepoError> {
+        let mut opt = ConnectOptions::new(url.to_owned());
+        opt.max_connections(options.max_connections.max(1))
+            .min_connections(options.min_connections)
+            .connect_timeout(options.connect_timeout)
+            .acquire_timeout(options.acquire_timeout)
+            .sqlx_logging(options.log_statements);
+        if let Some(schema) = &options.schema {
+            opt.set_schema_search_path(quote_ident(schema));
+        }
+        #[cfg(feature = "sqlite")]
+        if is_sqlite(url) {
+            create_sqlite_dir(url);
+            let busy = options.acquire_timeout;
+            opt.map_sqlx_sqlite_opts(move |o| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                o.create_if_missing(true)
+                    .foreign_keys(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(busy)
+            });
+        }
+        let db = Database::connect(opt).await.map_err(repo_err)?;
+        let store = Store::new(db)?;
+        if options.run_migrations {
+            migrate(&store.db).await?;
+        }
+        Ok(store)
+    }
+
+    /// Wraps a connection opened elsewhere. Does not migrate; see [`migrate`].
+    pub fn new(db: DatabaseConnection) -> Result<Store, RepoError> {
+        let dialect = Dialect::of(&db).map_err(repo_err)?;
+        Ok(Store { db, dialect })
+    }
+
+    /// The underlying sea-orm connection.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Closes the pool shared by all clones; later calls fail with [`RepoError::Unavailable`].
+    pub async fn close(&self) -> Result<(), RepoError> {
+        self.db.clone().close().await.map_err(repo_err)
+    }
+}
+
+/// Applies the pending migrations. On PostgreSQL they run in one transaction under an advisory
+/// lock per schema, so several processes may start at once.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), RepoError> {
+    let dialect = Dialect::of(db).map_err(repo_err)?;
+    match dialect {
+        Dialect::Postgres => {
+            let txn = db.begin().await.map_err(repo_err)?;
+            dialect.lock_for_migration(&txn).await.map_err(repo_err)?;
+            Migrator::up(&txn, None).await.map_err(repo_err)?;
+            txn.commit().await.map_err(repo_err)
+        }
+        Dialect::Sqlite => Migrator::up(db, None).await.map_err(repo_err),
+    }
+}
+
+/// The current time, truncated to microseconds (what both databases keep).
+pub(crate) fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(feature = "sqlite")]
+fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
+/// Creates the directory of a SQLite file URL, best effort (connecting reports real problems).
+#[cfg(feature = "sqlite")]
+fn create_sqlite_dir(url: &str) {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.contains(":memory:") {
+        return;
+    }
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        if !dir.as_os_str().is_empty() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+    }
+}
