@@ -39,9 +39,9 @@ pub enum ImagingError {
 
     /// The host is, or resolves to, a loopback/private/link-local/... address.
     #[error(
-        "refused to fetch from `{host}`: it {} ({kind}); image URLs must point to a public host \
-         (operators can allow internal hosts with ALLOW_PRIVATE_IMAGE_HOSTS)",
-        match addr { Some(a) => format!("resolves to {a}"), None => "is not a public address".to_string() }
+        "refused to fetch from `{host}` ({}{kind} address); image URLs must point to a public \
+         host (operators can allow internal hosts with ALLOW_PRIVATE_IMAGE_HOSTS)",
+        match addr { Some(a) => format!("{a}: "), None => String::new() }
     )]
     BlockedAddress {
         /// The host as named in the URL (or redirect).
