@@ -1,7 +1,29 @@
 //! product-pipeline: ingest products over HTTP and process their images asynchronously over a
 //! pluggable message broker.
 //!
-//! This facade re-exports the workspace crates; the HTTP API, the outbox relay, the image
-//! consumer and the configuration are wired here.
+//! - [`api`]: the axum router (`POST /users`, `POST /products`, listing, media, health).
+//! - [`relay`]: the outbox relay that publishes `products.created` after each commit.
+//! - [`consumer`]: the image worker's handler (fetch, compress, store, record).
+//! - [`config`] and [`app`]: one configuration and the wiring the examples use.
+//!
+//! The building blocks are re-exported: [`mq_core`] (messaging traits, in-memory broker, worker
+//! runtime, domain), [`store`] (sea-orm repositories), [`imaging`] (fetch and compress), and the
+//! broker backends behind the `rabbit` and `kafka` features.
+#![warn(missing_docs)]
 
+pub mod api;
+pub mod app;
+#[cfg(any(feature = "rabbit", feature = "kafka"))]
+mod backends;
+pub mod config;
+pub mod consumer;
+pub mod relay;
+
+pub use config::{BrokerKind, Config};
+pub use imaging;
 pub use mq_core;
+#[cfg(feature = "kafka")]
+pub use mq_kafka;
+#[cfg(feature = "rabbit")]
+pub use mq_rabbit;
+pub use store;

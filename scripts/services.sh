@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Starts (or stops) the services the test suite talks to, and prints the environment that points
+# the tests at them. Services already running are left alone; a URL already set in the
+# environment wins over the local default.
+#
+#   scripts/services.sh start   # start what is missing, print `export ...` lines
+#   scripts/services.sh stop    # stop what this script started
+#   eval "$(scripts/services.sh env)"
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+: "${DATABASE_URL:=postgres://root@127.0.0.1:5432/test}"
+: "${AMQP_URL:=amqp://guest:guest@127.0.0.1:5672/%2f}"
+: "${KAFKA_BROKERS:=127.0.0.1:9092}"
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+wait_for() { # name host port seconds
+  local i
+  for ((i = 0; i < $4 * 10; i++)); do port_open "$2" "$3" && return 0; sleep 0.1; done
+  echo "services: $1 did not open $2:$3 within $4 s" >&2
+  return 1
+}
+
+start_postgres() {
+  port_open 127.0.0.1 5432 && return 0
+  if command -v pg_ctlcluster >/dev/null; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+    wait_for PostgreSQL 127.0.0.1 5432 30
+  else
+    echo "services: PostgreSQL is not running and not installed; set DATABASE_URL" >&2
+    return 1
+  fi
+}
+
+start_rabbit() {
+  port_open 127.0.0.1 5672 && return 0
+  if command -v rabbitmq-server >/dev/null; then
+    rabbitmq-server -detached
+    wait_for RabbitMQ 127.0.0.1 5672 60
+  else
+    echo "services: RabbitMQ is not running and not installed; set AMQP_URL" >&2
+    return 1
+  fi
+}
+
+start_kafka() {
+  if [ -x "$here/kafka.sh" ]; then "$here/kafka.sh" start >&2; fi
+}
+
+print_env() {
+  echo "export DATABASE_URL='$DATABASE_URL'"
+  echo "export AMQP_URL='$AMQP_URL'"
+  echo "export KAFKA_BROKERS='$KAFKA_BROKERS'"
+}
+
+case "${1:-}" in
+  start)
+    start_postgres >&2
+    start_rabbit >&2
+    start_kafka
+    print_env
+    ;;
+  stop)
+    if [ -x "$here/kafka.sh" ]; then "$here/kafka.sh" stop >&2 || true; fi
+    ;;
+  env) print_env ;;
+  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+esac

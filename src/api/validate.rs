@@ -1,0 +1,455 @@
+//! Field validation of request bodies and query strings, as the HTTP contract states it.
+//!
+//! Validation collects every failing field instead of stopping at the first one, so a client
+//! sees all its mistakes in one 422.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use mq_core::domain::{NewProduct, NewUser, ProductFilter};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+
+use super::error::{ApiError, FieldError};
+
+/// Most characters in a user name.
+pub const MAX_USER_NAME: usize = 100;
+/// Most characters in a product name.
+pub const MAX_PRODUCT_NAME: usize = 255;
+/// Most characters in a product description.
+pub const MAX_DESCRIPTION: usize = 10_000;
+/// Most images per product.
+pub const MAX_IMAGES: usize = 20;
+/// Most characters in an image URL.
+pub const MAX_URL: usize = 2048;
+/// Largest price `numeric(12,2)` holds.
+pub const MAX_PRICE: Decimal = Decimal::from_parts(3_567_587_327, 232, 0, false, 2); // 9999999999.99
+/// Default and largest page size of `GET /products`.
+pub const DEFAULT_PAGE: u32 = 20;
+/// Largest page size of `GET /products`.
+pub const MAX_PAGE: u32 = 100;
+
+/// Collects field errors while reading a JSON object.
+struct Fields<'a> {
+    body: &'a Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(body: &'a Map<String, Value>) -> Self {
+        Self {
+            body,
+            errors: Vec::new(),
+        }
+    }
+
+    fn fail(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    fn present(&mut self, field: &str) -> Option<&'a Value> {
+        match self.body.get(field) {
+            None | Some(Value::Null) => {
+                self.fail(field, "is required");
+                None
+            }
+            Some(value) => Some(value),
+        }
+    }
+
+    /// A required string of `1..=max` characters that is not only whitespace.
+    fn text(&mut self, field: &str, max: usize) -> Option<String> {
+        match self.present(field)? {
+            Value::String(text) => match check_text(text, max) {
+                Ok(()) => Some(text.clone()),
+                Err(message) => {
+                    self.fail(field, message);
+                    None
+                }
+            },
+            _ => {
+                self.fail(field, "must be a string");
+                None
+            }
+        }
+    }
+
+    /// A number in `min..=max`.
+    fn number_in(&mut self, field: &str, min: f64, max: f64) -> Option<f64> {
+        match self.present(field)?.as_f64() {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            Some(_) => {
+                self.fail(field, format!("must be between {min} and {max}"));
+                None
+            }
+            None => {
+                self.fail(field, "must be a number");
+                None
+            }
+        }
+    }
+
+    fn finish<T>(self, value: Option<T>) -> Result<T, ApiError> {
+        match value {
+            Some(value) if self.errors.is_empty() => Ok(value),
+            _ => Err(ApiError::validation(self.errors)),
+        }
+    }
+}
+
+fn check_text(text: &str, max: usize) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    let chars = text.chars().count();
+    if chars > max {
+        return Err(format!("must be at most {max} characters (got {chars})"));
+    }
+    Ok(())
+}
+
+fn check_mobile(mobile: &str) -> Result<(), String> {
+    let digits = mobile.strip_prefix('+').unwrap_or(mobile);
+    if (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err("must be 7 to 15 digits with an optional leading +".into())
+    }
+}
+
+fn check_image_url(url: &str) -> Result<(), String> {
+    if url.len() > MAX_URL {
+        return Err(format!("must be at most {MAX_URL} characters"));
+    }
+    let parsed = url::Url::parse(url).map_err(|e| format!("is not a valid URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "must be an http or https URL, not {}",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("must name a host".into());
+    }
+    Ok(())
+}
+
+/// Parses a price: a JSON number or a numeric string, ≥ 0, at most 2 decimals, at most
+/// 9999999999.99. Numbers are read from their decimal text, never through a float sum.
+pub fn parse_price(value: &Value) -> Result<Decimal, String> {
+    let text = match value {
+        Value::Number(number) => number.to_string(),
+        Value::String(text) => text.trim().to_owned(),
+        _ => return Err("must be a number or a numeric string".into()),
+    };
+    let price = Decimal::from_str(&text)
+        .or_else(|_| Decimal::from_scientific(&text))
+        .map_err(|_| format!("`{text}` is not a number"))?
+        .normalize();
+    if price.is_sign_negative() && !price.is_zero() {
+        return Err("must not be negative".into());
+    }
+    if price.scale() > 2 {
+        return Err("must have at most 2 decimals".into());
+    }
+    if price > MAX_PRICE {
+        return Err(format!("must be at most {MAX_PRICE}"));
+    }
+    Ok(price.abs())
+}
+
+/// Validates the body of `POST /users`.
+pub fn new_user(body: &Map<String, Value>) -> Result<NewUser, ApiError> {
+    let mut fields = Fields::new(body);
+    let name = fields.text("name", MAX_USER_NAME);
+    let mobile = match fields.present("mobile") {
+        Some(Value::String(mobile)) => match check_mobile(mobile) {
+            Ok(()) => Some(mobile.clone()),
+            Err(message) => {
+                fields.fail("mobile", message);
+                None
+            }
+        },
+        Some(_) => {
+            fields.fail("mobile", "must be a string of digits");
+            None
+        }
+        None => None,
+    };
+    let latitude = fields.number_in("latitude", -90.0, 90.0);
+    let longitude = fields.number_in("longitude", -180.0, 180.0);
+    let user = (|| {
+        Some(NewUser {
+            name: name?,
+            mobile: mobile?,
+            latitude: latitude?,
+            longitude: longitude?,
+        })
+    })();
+    fields.finish(user)
+}
+
+/// Validates the body of `POST /products`.
+pub fn new_product(body: &Map<String, Value>) -> Result<NewProduct, ApiError> {
+    let mut fields = Fields::new(body);
+    let user_id = match fields.present("user_id") {
+        Some(value) => match value.as_i64() {
+            Some(id) if id > 0 => Some(id),
+            _ => {
+                fields.fail("user_id", "must be a positive integer");
+                None
+            }
+        },
+        None => None,
+    };
+    let product_name = fields.text("product_name", MAX_PRODUCT_NAME);
+    let product_description = match body.get("product_description") {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::String(text)) => {
+            let chars = text.chars().count();
+            if chars > MAX_DESCRIPTION {
+                fields.fail(
+                    "product_description",
+                    format!("must be at most {MAX_DESCRIPTION} characters (got {chars})"),
+                );
+                None
+            } else {
+                Some(Some(text.clone()))
+            }
+        }
+        Some(_) => {
+            fields.fail("product_description", "must be a string");
+            None
+        }
+    };
+    let product_images = match fields.present("product_images") {
+        Some(Value::Array(urls)) if urls.is_empty() || urls.len() > MAX_IMAGES => {
+            fields.fail(
+                "product_images",
+                format!(
+                    "must hold 1 to {MAX_IMAGES} image URLs (got {})",
+                    urls.len()
+                ),
+            );
+            None
+        }
+        Some(Value::Array(urls)) => {
+            let mut valid = Vec::with_capacity(urls.len());
+            for (index, url) in urls.iter().enumerate() {
+                let field = format!("product_images[{index}]");
+                match url {
+                    Value::String(url) => match check_image_url(url) {
+                        Ok(()) => valid.push(url.clone()),
+                        Err(message) => fields.fail(&field, message),
+                    },
+                    _ => fields.fail(&field, "must be a string"),
+                }
+            }
+            (valid.len() == urls.len()).then_some(valid)
+        }
+        Some(_) => {
+            fields.fail("product_images", "must be an array of image URLs");
+            None
+        }
+        None => None,
+    };
+    let product_price = match fields.present("product_price") {
+        Some(value) => match parse_price(value) {
+            Ok(price) => Some(price),
+            Err(message) => {
+                fields.fail("product_price", message);
+                None
+            }
+        },
+        None => None,
+    };
+    let product = (|| {
+        Some(NewProduct {
+            user_id: user_id?,
+            product_name: product_name?,
+            product_description: product_description?,
+            product_images: product_images?,
+            product_price: product_price?,
+        })
+    })();
+    fields.finish(product)
+}
+
+/// Validates the query of `GET /products`.
+pub fn product_filter(query: &HashMap<String, String>) -> Result<ProductFilter, ApiError> {
+    let mut errors = Vec::new();
+    let mut integer = |field: &str| -> Option<i64> {
+        let text = query.get(field)?;
+        match text.parse::<i64>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                errors.push(FieldError::new(field, "must be a positive integer"));
+                None
+            }
+        }
+    };
+    let user_id = integer("user_id");
+    let after = integer("after");
+    let limit = integer("limit");
+    let mut price = |field: &str| -> Option<Decimal> {
+        let text = query.get(field)?;
+        match parse_price(&Value::String(text.clone())) {
+            Ok(price) => Some(price),
+            Err(message) => {
+                errors.push(FieldError::new(field, message));
+                None
+            }
+        }
+    };
+    let min_price = price("min_price");
+    let max_price = price("max_price");
+    if let Some(limit) = limit {
+        if limit > i64::from(MAX_PAGE) {
+            errors.push(FieldError::new(
+                "limit",
+                format!("must be at most {MAX_PAGE}"),
+            ));
+        }
+    }
+    if let (Some(min), Some(max)) = (min_price, max_price) {
+        if min > max {
+            errors.push(FieldError::new(
+                "min_price",
+                "must not be greater than max_price",
+            ));
+        }
+    }
+    let q = query
+        .get("q")
+        .map(|q| q.trim().to_owned())
+        .filter(|q| !q.is_empty());
+    if q.as_ref()
+        .is_some_and(|q| q.chars().count() > MAX_PRODUCT_NAME)
+    {
+        errors.push(FieldError::new(
+            "q",
+            format!("must be at most {MAX_PRODUCT_NAME} characters"),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    Ok(ProductFilter {
+        user_id,
+        min_price,
+        max_price,
+        q,
+        limit: limit.map_or(DEFAULT_PAGE, |l| l as u32),
+        after,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn fields_of(error: ApiError) -> Vec<String> {
+        error.details.into_iter().map(|d| d.field).collect()
+    }
+
+    #[test]
+    fn max_price_constant_is_right() {
+        assert_eq!(MAX_PRICE.to_string(), "9999999999.99");
+    }
+
+    #[test]
+    fn prices() {
+        for (input, expected) in [
+            (json!(0), "0"),
+            (json!(0.1), "0.1"),
+            (json!(0.2), "0.2"),
+            (json!(19.99), "19.99"),
+            (json!("10.50"), "10.5"),
+            (json!(9999999999.99), "9999999999.99"),
+            (json!("1e2"), "100"),
+        ] {
+            assert_eq!(
+                parse_price(&input).unwrap().to_string(),
+                expected,
+                "{input}"
+            );
+        }
+        for bad in [
+            json!(-1),
+            json!(0.001),
+            json!("abc"),
+            json!(true),
+            json!(10000000000u64),
+            json!("NaN"),
+        ] {
+            assert!(parse_price(&bad).is_err(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn every_bad_product_field_is_listed() {
+        let body = json!({
+            "user_id": "seven",
+            "product_name": "",
+            "product_description": 5,
+            "product_images": ["ftp://x/y.jpg", "http://ok.example/a.jpg", 3],
+            "product_price": -2
+        });
+        let error = new_product(body.as_object().unwrap()).unwrap_err();
+        assert_eq!(
+            fields_of(error),
+            [
+                "user_id",
+                "product_name",
+                "product_description",
+                "product_images[0]",
+                "product_images[2]",
+                "product_price"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_valid_product_passes() {
+        let body = json!({
+            "user_id": 1,
+            "product_name": "Lamp ✓",
+            "product_images": ["https://cdn.example/lamp.jpg"],
+            "product_price": "12.30"
+        });
+        let product = new_product(body.as_object().unwrap()).unwrap();
+        assert_eq!(product.product_price.to_string(), "12.3");
+        assert_eq!(product.product_description, None);
+    }
+
+    #[test]
+    fn user_rules() {
+        let bad = json!({"name": " ", "mobile": "12-34", "latitude": 91, "longitude": "east"});
+        let error = new_user(bad.as_object().unwrap()).unwrap_err();
+        assert_eq!(
+            fields_of(error),
+            ["name", "mobile", "latitude", "longitude"]
+        );
+        let good =
+            json!({"name": "Ada", "mobile": "+4915112345678", "latitude": -90, "longitude": 180});
+        assert!(new_user(good.as_object().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn filter_rules() {
+        let query: HashMap<String, String> = [
+            ("limit", "101"),
+            ("min_price", "5"),
+            ("max_price", "1"),
+            ("after", "x"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let error = product_filter(&query).unwrap_err();
+        assert_eq!(fields_of(error), ["after", "limit", "min_price"]);
+        assert_eq!(product_filter(&HashMap::new()).unwrap().limit, DEFAULT_PAGE);
+    }
+}

@@ -1,0 +1,303 @@
+//! Wiring: builds the database, broker and image pipeline from a [`Config`] and runs the API, the
+//! outbox relay and the image worker, each optional, until a shutdown signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mq_core::domain::PRODUCTS_CREATED_TOPIC;
+use mq_core::worker::{Worker, WorkerConfig};
+use mq_core::{MemoryBroker, Publisher, Subscriber};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::api::{self, AppState, HttpLimits};
+use crate::config::{BrokerKind, Config};
+use crate::consumer::ImageConsumer;
+use crate::relay::{OutboxRelay, RelayConfig};
+
+/// Why the service could not start. The message names the setting to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A setting is invalid or needs a cargo feature that is not compiled in.
+    #[error("{setting}: {reason}")]
+    Config {
+        /// The environment variable (and flag) at fault.
+        setting: &'static str,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// The database could not be opened or migrated.
+    #[error("DATABASE_URL: {0}")]
+    Database(#[from] mq_core::domain::RepoError),
+    /// The broker could not be reached.
+    #[error("broker: {0}")]
+    Broker(#[from] mq_core::Error),
+    /// The image pipeline could not be set up.
+    #[error("images: {0}")]
+    Imaging(#[from] imaging::ImagingError),
+    /// The HTTP address could not be bound, or a directory could not be created.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Which parts a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// The HTTP API and the outbox relay.
+    pub api: bool,
+    /// The image worker.
+    pub worker: bool,
+}
+
+impl Roles {
+    /// API + relay + worker in one process (the `pipeline` example).
+    pub const ALL: Roles = Roles {
+        api: true,
+        worker: true,
+    };
+    /// API + relay (the `api` example).
+    pub const API: Roles = Roles {
+        api: true,
+        worker: false,
+    };
+    /// The image worker (the `worker` example).
+    pub const WORKER: Roles = Roles {
+        api: false,
+        worker: true,
+    };
+}
+
+/// A started service; [`Running::wait`] returns once it has stopped.
+pub struct Running {
+    /// Where the API listens, when it runs.
+    pub http_addr: Option<SocketAddr>,
+    tasks: JoinSet<()>,
+    publisher: Arc<dyn Publisher>,
+    subscriber: Arc<dyn Subscriber>,
+}
+
+impl Running {
+    /// Waits for every part to stop (after `shutdown` was cancelled), then closes the broker
+    /// clients, which flushes outstanding publishes.
+    pub async fn wait(mut self) {
+        while let Some(result) = self.tasks.join_next().await {
+            if let Err(error) = result {
+                warn!(%error, "a service task failed");
+            }
+        }
+        if let Err(error) = self.publisher.close().await {
+            warn!(%error, "closing the publisher");
+        }
+        if let Err(error) = self.subscriber.close().await {
+            warn!(%error, "closing the subscriber");
+        }
+    }
+}
+
+/// Opens the database (running migrations).
+pub async fn open_store(config: &Config) -> Result<store::Store, StartupError> {
+    let url = config.database_url.as_str();
+    let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    if postgres && !cfg!(feature = "postgres") {
+        return Err(StartupError::Config {
+            setting: "DATABASE_URL",
+            reason:
+                "PostgreSQL needs the `postgres` cargo feature (cargo run --features postgres ...)"
+                    .into(),
+        });
+    }
+    if !postgres && !url.starts_with("sqlite:") {
+        return Err(StartupError::Config {
+            setting: "DATABASE_URL",
+            reason: format!("`{url}` is neither a sqlite:// nor a postgres:// URL"),
+        });
+    }
+    let options = store::StoreOptions {
+        max_connections: config.database_max_connections,
+        ..store::StoreOptions::default()
+    };
+    Ok(store::Store::connect(url, options).await?)
+}
+
+/// Connects the configured broker. The in-memory broker is shared by the publisher and the
+/// subscriber of this process.
+pub async fn connect_broker(
+    config: &Config,
+) -> Result<(Arc<dyn Publisher>, Arc<dyn Subscriber>), StartupError> {
+    match config.broker {
+        BrokerKind::Memory => {
+            let broker = MemoryBroker::new();
+            Ok((Arc::new(broker.publisher()), Arc::new(broker.subscriber())))
+        }
+        BrokerKind::Rabbit => connect_rabbit(config).await,
+        BrokerKind::Kafka => connect_kafka(config).await,
+    }
+}
+
+#[cfg(feature = "rabbit")]
+async fn connect_rabbit(
+    config: &Config,
+) -> Result<(Arc<dyn Publisher>, Arc<dyn Subscriber>), StartupError> {
+    crate::backends::rabbit(config).await
+}
+
+#[cfg(not(feature = "rabbit"))]
+async fn connect_rabbit(
+    _: &Config,
+) -> Result<(Arc<dyn Publisher>, Arc<dyn Subscriber>), StartupError> {
+    Err(StartupError::Config {
+        setting: "BROKER",
+        reason: "`rabbit` needs the `rabbit` cargo feature (cargo run --features rabbit ...)"
+            .into(),
+    })
+}
+
+#[cfg(feature = "kafka")]
+async fn connect_kafka(
+    config: &Config,
+) -> Result<(Arc<dyn Publisher>, Arc<dyn Subscriber>), StartupError> {
+    crate::backends::kafka(config).await
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn connect_kafka(
+    _: &Config,
+) -> Result<(Arc<dyn Publisher>, Arc<dyn Subscriber>), StartupError> {
+    Err(StartupError::Config {
+        setting: "BROKER",
+        reason: "`kafka` needs the `kafka` cargo feature (cargo run --features kafka ...)".into(),
+    })
+}
+
+/// The image pipeline settings from the configuration.
+pub fn imaging_config(config: &Config) -> imaging::ImagingConfig {
+    imaging::ImagingConfig {
+        max_bytes: config.max_image_bytes,
+        allow_private_hosts: config.allow_private_image_hosts,
+        target_size: config.image_size,
+        jpeg_quality: config.jpeg_quality,
+        ..imaging::ImagingConfig::default()
+    }
+}
+
+/// Starts the parts `roles` selects; they stop when `shutdown` is cancelled.
+pub async fn start(
+    config: &Config,
+    roles: Roles,
+    shutdown: CancellationToken,
+) -> Result<Running, StartupError> {
+    if config.broker == BrokerKind::Memory && roles != Roles::ALL {
+        warn!("BROKER=memory only reaches consumers in this process: run `pipeline`, or choose rabbit or kafka");
+    }
+    let store = open_store(config).await?;
+    let (publisher, subscriber) = connect_broker(config).await?;
+    std::fs::create_dir_all(&config.media_dir)?;
+    let mut tasks = JoinSet::new();
+    let mut http_addr = None;
+
+    if roles.api {
+        let relay = OutboxRelay::new(
+            Arc::new(store.clone()),
+            publisher.clone(),
+            RelayConfig::default(),
+        );
+        let state = AppState {
+            users: Arc::new(store.clone()),
+            products: Arc::new(store.clone()),
+            publisher: Some(publisher.clone()),
+            outbox_wakeup: relay.wakeup(),
+            media_dir: config.media_dir.clone(),
+            limits: HttpLimits {
+                body_bytes: config.http_body_limit as usize,
+                request_timeout: config.request_timeout(),
+            },
+        };
+        tasks.spawn(relay.run(shutdown.clone()));
+        let listener = tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|error| StartupError::Config {
+                setting: "HTTP_ADDR",
+                reason: format!("cannot listen on {}: {error}", config.http_addr),
+            })?;
+        let addr = listener.local_addr()?;
+        http_addr = Some(addr);
+        let app = api::router(state);
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            info!(%addr, "API listening");
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(error) = served {
+                warn!(%error, "the HTTP server stopped with an error");
+            }
+        });
+    }
+
+    if roles.worker {
+        let images = imaging::Imaging::new(imaging_config(config), &config.media_dir)?;
+        let consumer = ImageConsumer::new(
+            Arc::new(store.clone()),
+            Arc::new(images),
+            config.worker_max_attempts,
+        );
+        let worker = Worker::new(
+            subscriber.clone(),
+            PRODUCTS_CREATED_TOPIC,
+            &config.consumer_group,
+            consumer,
+        )
+        .with_config(WorkerConfig {
+            concurrency: config.worker_concurrency as usize,
+            max_attempts: config.worker_max_attempts,
+            shutdown_timeout: config.shutdown_grace(),
+            ..WorkerConfig::default()
+        });
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            info!("image worker running");
+            if let Err(error) = worker.run(stop.clone()).await {
+                warn!(%error, "the image worker stopped with an error");
+                stop.cancel();
+            }
+        });
+    }
+
+    Ok(Running {
+        http_addr,
+        tasks,
+        publisher,
+        subscriber,
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    info!("shutdown requested; finishing in-flight work");
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

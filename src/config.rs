@@ -1,0 +1,159 @@
+//! [`Config`]: every setting, from command-line flags or the environment, with defaults that run
+//! on a bare machine (SQLite under `./data`, the in-memory broker, `./media`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+
+/// Which message broker carries `products.created`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BrokerKind {
+    /// In-process broker; producer and consumer must run in the same process (`pipeline`).
+    Memory,
+    /// RabbitMQ at `AMQP_URL` (cargo feature `rabbit`).
+    Rabbit,
+    /// Kafka at `KAFKA_BROKERS` (cargo feature `kafka`).
+    Kafka,
+}
+
+/// Configuration of the API, the outbox relay and the image worker.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(version, about = "Product ingestion API and image pipeline")]
+pub struct Config {
+    /// Database URL: `sqlite://path/file.db` or `postgres://user@host/db` (feature `postgres`).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/pipeline.db"
+    )]
+    pub database_url: String,
+
+    /// Most pooled database connections.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_max_connections: u32,
+
+    /// Message broker.
+    #[arg(long, env = "BROKER", value_enum, default_value_t = BrokerKind::Memory)]
+    pub broker: BrokerKind,
+
+    /// RabbitMQ URL (with `BROKER=rabbit`).
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+
+    /// Kafka bootstrap servers, comma-separated (with `BROKER=kafka`).
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+
+    /// Partitions of topics the Kafka backend creates.
+    #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub kafka_partitions: i32,
+
+    /// Consumer group of the image workers.
+    #[arg(long, env = "CONSUMER_GROUP", default_value = "image-workers")]
+    pub consumer_group: String,
+
+    /// Directory the compressed images are written to and served from (`GET /media/...`).
+    #[arg(long, env = "MEDIA_DIR", default_value = "media")]
+    pub media_dir: PathBuf,
+
+    /// Address the HTTP API listens on (port 0 picks a free port).
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Largest request body in bytes.
+    #[arg(long, env = "HTTP_BODY_LIMIT", default_value_t = 256 * 1024, value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024))]
+    pub http_body_limit: u64,
+
+    /// Longest time one request may take, in seconds.
+    #[arg(long, env = "HTTP_REQUEST_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_request_timeout: u64,
+
+    /// Largest image download in bytes.
+    #[arg(long, env = "MAX_IMAGE_BYTES", default_value_t = 25 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_image_bytes: u64,
+
+    /// Compressed images fit inside this many pixels on each side.
+    #[arg(long, env = "IMAGE_SIZE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=8192))]
+    pub image_size: u32,
+
+    /// JPEG quality of compressed images.
+    #[arg(long, env = "JPEG_QUALITY", default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub jpeg_quality: u8,
+
+    /// Allow image URLs that resolve to loopback, private or link-local addresses.
+    #[arg(long, env = "ALLOW_PRIVATE_IMAGE_HOSTS", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub allow_private_image_hosts: bool,
+
+    /// Products processed at once by one worker.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub worker_concurrency: u32,
+
+    /// Attempts before a product whose images keep failing transiently is recorded as failed.
+    #[arg(long, env = "WORKER_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub worker_max_attempts: u32,
+
+    /// Seconds a stopping process waits for in-flight work before handing it back.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_timeout: u64,
+}
+
+impl Config {
+    /// The configuration from the environment only (no flags), e.g. for tests and embedding.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        <Self as clap::Parser>::try_parse_from(["product-pipeline"])
+    }
+
+    /// [`Config::http_request_timeout`] as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.http_request_timeout)
+    }
+
+    /// [`Config::shutdown_timeout`] as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// The built-in defaults (read from the definition, since the test environment may set
+    /// variables such as `DATABASE_URL`).
+    fn default_of(id: &str) -> String {
+        let command = <Config as clap::CommandFactory>::command();
+        let argument = command.get_arguments().find(|a| a.get_id() == id).unwrap();
+        argument.get_default_values()[0]
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn defaults_run_on_a_bare_machine() {
+        assert_eq!(default_of("broker"), "memory");
+        assert!(default_of("database_url").starts_with("sqlite://"));
+        assert_eq!(default_of("image_size"), "1024");
+        assert_eq!(default_of("jpeg_quality"), "80");
+        assert_eq!(default_of("allow_private_image_hosts"), "false");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let error = Config::try_parse_from(["x", "--jpeg-quality", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--jpeg-quality"), "{error}");
+        let error = Config::try_parse_from(["x", "--broker", "redis"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--broker"), "{error}");
+    }
+}

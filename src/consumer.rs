@@ -1,0 +1,266 @@
+//! The image consumer: the worker-runtime [`Handler`] for `products.created`.
+//!
+//! For each message it loads the product, marks it `processing`, fetches and compresses all its
+//! images concurrently, records paths, status and image errors in one statement, and only then
+//! returns `Ok` (so the worker acks). It is idempotent: a product that already has a final status
+//! is skipped, and file names are deterministic, so a redelivered message overwrites the same
+//! files and never duplicates array entries.
+//!
+//! Failure handling: an undecodable payload or a missing product is permanent (dead-lettered); a
+//! database outage is transient (retried). An image that fails permanently (404, not an image,
+//! too large) is recorded in `image_errors`; one that fails transiently (timeout, 5xx) makes the
+//! whole message retry, until the last attempt, where it is recorded like a permanent failure.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mq_core::domain::{ImageError, ProcessingResult, ProductCreated, ProductRepo, RepoError};
+use mq_core::worker::Handler;
+use mq_core::{Error, Message};
+use tracing::{info, warn};
+
+/// Why one image could not be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFailure {
+    /// Whether a later attempt may succeed.
+    pub transient: bool,
+    /// What went wrong, for humans (recorded in `image_errors`).
+    pub reason: String,
+}
+
+/// Fetches, compresses and stores one image; returns its path relative to the media directory.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait ImageProcessor: Send + Sync {
+    /// Processes image `index` of product `product_id`.
+    async fn process(&self, product_id: i64, index: u32, url: &str)
+        -> Result<String, ImageFailure>;
+}
+
+#[async_trait]
+impl ImageProcessor for imaging::Imaging {
+    async fn process(
+        &self,
+        product_id: i64,
+        index: u32,
+        url: &str,
+    ) -> Result<String, ImageFailure> {
+        imaging::Imaging::process(self, product_id, index, url)
+            .await
+            .map(|stored| stored.relative_path)
+            .map_err(|error| ImageFailure {
+                transient: error.is_transient(),
+                reason: error.to_string(),
+            })
+    }
+}
+
+/// The `products.created` handler; see the [module docs](self).
+pub struct ImageConsumer {
+    products: Arc<dyn ProductRepo>,
+    images: Arc<dyn ImageProcessor>,
+    max_attempts: u32,
+}
+
+impl ImageConsumer {
+    /// A consumer that records transient image failures as errors from attempt `max_attempts` on
+    /// (use the worker's [`WorkerConfig::max_attempts`](mq_core::worker::WorkerConfig)).
+    pub fn new(
+        products: Arc<dyn ProductRepo>,
+        images: Arc<dyn ImageProcessor>,
+        max_attempts: u32,
+    ) -> Self {
+        Self {
+            products,
+            images,
+            max_attempts,
+        }
+    }
+}
+
+fn repo_error(error: RepoError) -> Error {
+    if error.is_transient() {
+        Error::transient(error)
+    } else {
+        Error::permanent(error)
+    }
+}
+
+#[async_trait]
+impl Handler for ImageConsumer {
+    async fn handle(&self, message: &Message, attempt: u32) -> mq_core::Result<()> {
+        let ProductCreated { product_id } = message.decode().map_err(|error| {
+            Error::permanent(format!("payload is not a products.created event: {error}"))
+        })?;
+        let product = self
+            .products
+            .mark_processing(product_id)
+            .await
+            .map_err(repo_error)?
+            .ok_or_else(|| Error::permanent(format!("product {product_id} does not exist")))?;
+        if product.status.is_final() {
+            info!(product_id, status = %product.status, "already processed; skipping");
+            return Ok(());
+        }
+
+        let last_attempt = attempt >= self.max_attempts;
+        let outcomes = futures::future::join_all(
+            product
+                .product_images
+                .iter()
+                .enumerate()
+                .map(|(index, url)| self.images.process(product_id, index as u32, url)),
+        )
+        .await;
+
+        let mut compressed = Vec::new();
+        let mut errors = Vec::new();
+        for (index, (url, outcome)) in product.product_images.iter().zip(outcomes).enumerate() {
+            match outcome {
+                Ok(path) => compressed.push(path),
+                Err(failure) if failure.transient && !last_attempt => {
+                    warn!(product_id, index, reason = %failure.reason, "transient image failure; retrying the product");
+                    return Err(Error::transient(format!(
+                        "image {index} ({url}): {}",
+                        failure.reason
+                    )));
+                }
+                Err(failure) => errors.push(ImageError {
+                    index: index as u32,
+                    url: url.clone(),
+                    reason: failure.reason,
+                }),
+            }
+        }
+        let result = ProcessingResult::new(compressed, errors);
+        self.products
+            .record_result(product_id, &result)
+            .await
+            .map_err(repo_error)?;
+        info!(product_id, status = %result.status, "product processed");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mq_core::domain::{MockProductRepo, Product, ProductStatus};
+
+    use super::*;
+
+    fn product(status: ProductStatus, images: usize) -> Product {
+        Product {
+            product_id: 9,
+            user_id: 1,
+            product_name: "lamp".into(),
+            product_description: None,
+            product_images: (0..images)
+                .map(|i| format!("http://127.0.0.1/{i}.jpg"))
+                .collect(),
+            product_price: "1.50".parse().unwrap(),
+            compressed_product_images: vec![],
+            status,
+            image_errors: vec![],
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+        }
+    }
+
+    fn created(id: i64) -> Message {
+        Message::json(&ProductCreated { product_id: id }).unwrap()
+    }
+
+    fn images(fail_index: Option<(u32, bool)>) -> MockImageProcessor {
+        let mut images = MockImageProcessor::new();
+        images
+            .expect_process()
+            .returning(move |id, index, _| match fail_index {
+                Some((bad, transient)) if bad == index => Err(ImageFailure {
+                    transient,
+                    reason: "HTTP 404".into(),
+                }),
+                _ => Ok(format!("products/{id}/{index}-abc.jpg")),
+            });
+        images
+    }
+
+    #[tokio::test]
+    async fn records_paths_in_order_and_errors() {
+        let mut repo = MockProductRepo::new();
+        repo.expect_mark_processing()
+            .returning(|_| Ok(Some(product(ProductStatus::Processing, 3))));
+        repo.expect_record_result()
+            .withf(|id, result| {
+                *id == 9
+                    && result.status == ProductStatus::Partial
+                    && result.compressed_product_images
+                        == ["products/9/0-abc.jpg", "products/9/2-abc.jpg"]
+                    && result.image_errors.len() == 1
+                    && result.image_errors[0].index == 1
+            })
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images(Some((1, false)))), 5);
+        consumer.handle(&created(9), 1).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_finished_product_is_skipped() {
+        let mut repo = MockProductRepo::new();
+        repo.expect_mark_processing()
+            .returning(|_| Ok(Some(product(ProductStatus::Done, 2))));
+        repo.expect_record_result().never();
+        let mut images = MockImageProcessor::new();
+        images.expect_process().never();
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images), 5);
+        consumer.handle(&created(9), 2).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn transient_image_failures_retry_until_the_last_attempt() {
+        let mut repo = MockProductRepo::new();
+        repo.expect_mark_processing()
+            .returning(|_| Ok(Some(product(ProductStatus::Processing, 2))));
+        repo.expect_record_result()
+            .withf(|_, result| result.status == ProductStatus::Partial)
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images(Some((0, true)))), 3);
+        let error = consumer.handle(&created(9), 1).await.unwrap_err();
+        assert!(error.is_transient());
+        consumer
+            .handle(&created(9), 3)
+            .await
+            .expect("recorded on the last attempt");
+    }
+
+    #[tokio::test]
+    async fn bad_payloads_and_missing_products_are_permanent() {
+        let mut repo = MockProductRepo::new();
+        repo.expect_mark_processing().returning(|_| Ok(None));
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(MockImageProcessor::new()), 5);
+        assert!(!consumer
+            .handle(&Message::new("garbage"), 1)
+            .await
+            .unwrap_err()
+            .is_transient());
+        assert!(!consumer
+            .handle(&created(404), 1)
+            .await
+            .unwrap_err()
+            .is_transient());
+    }
+
+    #[tokio::test]
+    async fn a_database_outage_is_transient() {
+        let mut repo = MockProductRepo::new();
+        repo.expect_mark_processing()
+            .returning(|_| Err(RepoError::Unavailable("connection refused".into())));
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(MockImageProcessor::new()), 5);
+        assert!(consumer
+            .handle(&created(1), 1)
+            .await
+            .unwrap_err()
+            .is_transient());
+    }
+}
