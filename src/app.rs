@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use mq_core::domain::PRODUCTS_CREATED_TOPIC;
 use mq_core::worker::{Worker, WorkerConfig};
 use mq_core::{MemoryBroker, Publisher, Subscriber};
 use tokio::task::JoinSet;
@@ -115,6 +114,7 @@ pub async fn open_store(config: &Config) -> Result<store::Store, StartupError> {
     }
     let options = store::StoreOptions {
         max_connections: config.database_max_connections,
+        schema: config.database_schema.clone(),
         ..store::StoreOptions::default()
     };
     Ok(store::Store::connect(url, options).await?)
@@ -181,7 +181,8 @@ pub fn imaging_config(config: &Config) -> imaging::ImagingConfig {
     }
 }
 
-/// Starts the parts `roles` selects; they stop when `shutdown` is cancelled.
+/// Starts the parts `roles` selects on the configured broker; they stop when `shutdown` is
+/// cancelled.
 pub async fn start(
     config: &Config,
     roles: Roles,
@@ -190,18 +191,30 @@ pub async fn start(
     if config.broker == BrokerKind::Memory && roles != Roles::ALL {
         warn!("BROKER=memory only reaches consumers in this process: run `pipeline`, or choose rabbit or kafka");
     }
-    let store = open_store(config).await?;
     let (publisher, subscriber) = connect_broker(config).await?;
+    start_with_broker(config, roles, publisher, subscriber, shutdown).await
+}
+
+/// Like [`start`], on broker clients the caller connected (e.g. one [`MemoryBroker`] shared by
+/// an API and several workers in one process, or a wrapped publisher).
+pub async fn start_with_broker(
+    config: &Config,
+    roles: Roles,
+    publisher: Arc<dyn Publisher>,
+    subscriber: Arc<dyn Subscriber>,
+    shutdown: CancellationToken,
+) -> Result<Running, StartupError> {
+    let store = open_store(config).await?;
     std::fs::create_dir_all(&config.media_dir)?;
     let mut tasks = JoinSet::new();
     let mut http_addr = None;
 
     if roles.api {
-        let relay = OutboxRelay::new(
-            Arc::new(store.clone()),
-            publisher.clone(),
-            RelayConfig::default(),
-        );
+        let relay_config = RelayConfig {
+            topic_prefix: config.topic_prefix.clone(),
+            ..RelayConfig::default()
+        };
+        let relay = OutboxRelay::new(Arc::new(store.clone()), publisher.clone(), relay_config);
         let state = AppState {
             users: Arc::new(store.clone()),
             products: Arc::new(store.clone()),
@@ -244,7 +257,7 @@ pub async fn start(
         );
         let worker = Worker::new(
             subscriber.clone(),
-            PRODUCTS_CREATED_TOPIC,
+            config.products_topic(),
             &config.consumer_group,
             consumer,
         )

@@ -34,6 +34,10 @@ pub struct Config {
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_max_connections: u32,
 
+    /// PostgreSQL schema to work in (it must exist); default: the server's `search_path`.
+    #[arg(long, env = "DATABASE_SCHEMA")]
+    pub database_schema: Option<String>,
+
     /// Message broker.
     #[arg(long, env = "BROKER", value_enum, default_value_t = BrokerKind::Memory)]
     pub broker: BrokerKind,
@@ -53,6 +57,10 @@ pub struct Config {
     /// Partitions of topics the Kafka backend creates.
     #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..=1000))]
     pub kafka_partitions: i32,
+
+    /// Prefix for every topic name, e.g. `staging.` to share one broker between environments.
+    #[arg(long, env = "TOPIC_PREFIX", default_value = "")]
+    pub topic_prefix: String,
 
     /// Consumer group of the image workers.
     #[arg(long, env = "CONSUMER_GROUP", default_value = "image-workers")]
@@ -107,6 +115,15 @@ impl Config {
     /// The configuration from the environment only (no flags), e.g. for tests and embedding.
     pub fn from_env() -> Result<Self, clap::Error> {
         <Self as clap::Parser>::try_parse_from(["product-pipeline"])
+    }
+
+    /// The topic new products are announced on: [`Config::topic_prefix`] + `products.created`.
+    pub fn products_topic(&self) -> String {
+        format!(
+            "{}{}",
+            self.topic_prefix,
+            mq_core::domain::PRODUCTS_CREATED_TOPIC
+        )
     }
 
     /// [`Config::http_request_timeout`] as a duration.

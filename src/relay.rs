@@ -28,6 +28,8 @@ pub struct RelayConfig {
     pub lease: Duration,
     /// Waits after failed rounds (broker or database down).
     pub backoff: Backoff,
+    /// Put before each row's topic when publishing (see [`crate::Config::topic_prefix`]).
+    pub topic_prefix: String,
 }
 
 impl Default for RelayConfig {
@@ -42,6 +44,7 @@ impl Default for RelayConfig {
                 multiplier: 2.0,
                 jitter: 0.3,
             },
+            topic_prefix: String::new(),
         }
     }
 }
@@ -153,7 +156,8 @@ impl OutboxRelay {
     }
 
     async fn publish(&self, row: &OutboxMessage) -> mq_core::Result<()> {
-        self.publisher.publish(&row.topic, row.to_message()).await
+        let topic = format!("{}{}", self.config.topic_prefix, row.topic);
+        self.publisher.publish(&topic, row.to_message()).await
     }
 }
 

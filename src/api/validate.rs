@@ -278,19 +278,22 @@ pub fn new_product(body: &Map<String, Value>) -> Result<NewProduct, ApiError> {
 /// Validates the query of `GET /products`.
 pub fn product_filter(query: &HashMap<String, String>) -> Result<ProductFilter, ApiError> {
     let mut errors = Vec::new();
-    let mut integer = |field: &str| -> Option<i64> {
+    let mut integer = |field: &str, min: i64| -> Option<i64> {
         let text = query.get(field)?;
         match text.parse::<i64>() {
-            Ok(n) if n > 0 => Some(n),
+            Ok(n) if n >= min => Some(n),
             _ => {
-                errors.push(FieldError::new(field, "must be a positive integer"));
+                errors.push(FieldError::new(
+                    field,
+                    format!("must be an integer ≥ {min}"),
+                ));
                 None
             }
         }
     };
-    let user_id = integer("user_id");
-    let after = integer("after");
-    let limit = integer("limit");
+    let user_id = integer("user_id", 1);
+    let after = integer("after", 0);
+    let limit = integer("limit", 1);
     let mut price = |field: &str| -> Option<Decimal> {
         let text = query.get(field)?;
         match parse_price(&Value::String(text.clone())) {

@@ -1,0 +1,46 @@
+//! End-to-end tests: the API, the outbox relay and the image worker over real databases and
+//! brokers, with images served by a local HTTP server. Every combination runs every scenario.
+
+mod scenarios;
+mod support;
+
+/// One `#[tokio::test]` per scenario for a backend combination.
+macro_rules! e2e_tests {
+    ($stack:expr) => {
+        e2e_tests!(@each $stack; images_end_done, missing_image_ends_partial, validation_rules,
+            unknown_user_and_duplicate_mobile, list_filters_and_pagination, worker_stopped_mid_batch,
+            broker_outage, poison_message);
+    };
+    (@each $stack:expr; $($scenario:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $scenario() {
+                if let Some(stack) = $stack.await {
+                    crate::scenarios::$scenario(&stack).await;
+                }
+            }
+        )*
+    };
+}
+
+mod memory_sqlite {
+    use crate::support::Stack;
+    e2e_tests!(Stack::memory_sqlite());
+}
+
+#[cfg(all(feature = "rabbit", feature = "postgres"))]
+mod rabbit_postgres {
+    use crate::support::Stack;
+    use product_pipeline::BrokerKind;
+    e2e_tests!(Stack::networked_postgres(BrokerKind::Rabbit, "AMQP_URL"));
+}
+
+#[cfg(all(feature = "kafka", feature = "postgres"))]
+mod kafka_postgres {
+    use crate::support::Stack;
+    use product_pipeline::BrokerKind;
+    e2e_tests!(Stack::networked_postgres(
+        BrokerKind::Kafka,
+        "KAFKA_BROKERS"
+    ));
+}

@@ -1,0 +1,377 @@
+//! What every end-to-end test needs: a local image server, a running stack, an HTTP client.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::extract::Path;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use mq_core::{Error, Message, Publisher, Subscriber};
+use product_pipeline::app::{self, Roles, Running};
+use product_pipeline::{BrokerKind, Config};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+/// Serves generated JPEGs on 127.0.0.1: `/img/{w}x{h}/{name}.jpg`, `/slow/{ms}/{w}x{h}.jpg`;
+/// anything else is a 404.
+pub struct ImageServer {
+    pub base: String,
+}
+
+fn jpeg(width: u32, height: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([
+            (x * 255 / width.max(1)) as u8,
+            (y * 255 / height.max(1)) as u8,
+            ((x ^ y) & 0xff) as u8,
+        ])
+    });
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
+        .encode_image(&image)
+        .expect("encoding a test JPEG");
+    bytes
+}
+
+fn dimensions(size: &str) -> Option<(u32, u32)> {
+    let (w, h) = size.trim_end_matches(".jpg").split_once('x')?;
+    Some((w.parse().ok()?, h.parse().ok()?))
+}
+
+impl ImageServer {
+    pub async fn start() -> Self {
+        let app = Router::new()
+            .route(
+                "/img/{size}/{name}",
+                get(|Path((size, _name)): Path<(String, String)>| async move {
+                    match dimensions(&size) {
+                        Some((w, h)) => {
+                            ([(header::CONTENT_TYPE, "image/jpeg")], jpeg(w, h)).into_response()
+                        }
+                        None => StatusCode::BAD_REQUEST.into_response(),
+                    }
+                }),
+            )
+            .route(
+                "/slow/{ms}/{size}",
+                get(|Path((ms, size)): Path<(u64, String)>| async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    match dimensions(&size) {
+                        Some((w, h)) => {
+                            ([(header::CONTENT_TYPE, "image/jpeg")], jpeg(w, h)).into_response()
+                        }
+                        None => StatusCode::BAD_REQUEST.into_response(),
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            base: format!("http://{addr}"),
+        }
+    }
+
+    pub fn image(&self, width: u32, height: u32, name: &str) -> String {
+        format!("{}/img/{width}x{height}/{name}.jpg", self.base)
+    }
+
+    pub fn slow(&self, millis: u64, width: u32, height: u32) -> String {
+        format!("{}/slow/{millis}/{width}x{height}.jpg", self.base)
+    }
+
+    pub fn missing(&self) -> String {
+        format!("{}/missing.jpg", self.base)
+    }
+}
+
+/// Whether tests must fail (not skip) when a service is missing.
+pub fn services_required() -> bool {
+    std::env::var("REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// One backend combination: its configuration and how to reach its broker.
+pub struct Stack {
+    pub config: Config,
+    memory: Option<mq_core::MemoryBroker>,
+    _dirs: Vec<tempfile::TempDir>,
+    cleanup: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(cleanup) = self.cleanup.take() {
+            cleanup();
+        }
+    }
+}
+
+fn base_config() -> (Config, tempfile::TempDir) {
+    let media = tempfile::tempdir().unwrap();
+    let mut config = <Config as clap::Parser>::try_parse_from(["e2e"]).unwrap();
+    config.media_dir = media.path().to_owned();
+    config.http_addr = "127.0.0.1:0".parse().unwrap();
+    config.allow_private_image_hosts = true;
+    config.worker_concurrency = 4;
+    config.worker_max_attempts = 3;
+    config.shutdown_timeout = 5;
+    config.database_schema = None;
+    config.topic_prefix = format!("e2e{:08x}.", fastrand::u32(..));
+    config.consumer_group = "e2e-workers".into();
+    (config, media)
+}
+
+impl Stack {
+    /// The embedded defaults: SQLite file, in-memory broker.
+    pub async fn memory_sqlite() -> Option<Stack> {
+        let (mut config, media) = base_config();
+        let data = tempfile::tempdir().unwrap();
+        config.database_url = format!("sqlite://{}/e2e.db", data.path().display());
+        config.broker = BrokerKind::Memory;
+        Some(Stack {
+            config,
+            memory: Some(mq_core::MemoryBroker::new()),
+            _dirs: vec![media, data],
+            cleanup: None,
+        })
+    }
+
+    /// A networked broker and PostgreSQL in a fresh schema; `None` (skip) when a service URL is
+    /// not set and services are not required.
+    #[allow(dead_code)]
+    pub async fn networked_postgres(broker: BrokerKind, broker_env: &str) -> Option<Stack> {
+        let (Ok(database_url), Ok(broker_url)) =
+            (std::env::var("DATABASE_URL"), std::env::var(broker_env))
+        else {
+            assert!(
+                !services_required(),
+                "REQUIRE_SERVICES=1 but DATABASE_URL or {broker_env} is not set"
+            );
+            eprintln!("skipped: set DATABASE_URL and {broker_env} to run the {broker:?} + PostgreSQL end-to-end tests");
+            return None;
+        };
+        let (mut config, media) = base_config();
+        let schema = format!("e2e_{:08x}", fastrand::u32(..));
+        let admin = sea_orm::Database::connect(&database_url)
+            .await
+            .expect("connect to DATABASE_URL");
+        use sea_orm::ConnectionTrait;
+        admin
+            .execute_unprepared(&format!("CREATE SCHEMA \"{schema}\""))
+            .await
+            .expect("create schema");
+        config.database_url = database_url.clone();
+        config.database_schema = Some(schema.clone());
+        config.database_max_connections = 5;
+        config.broker = broker;
+        match broker {
+            BrokerKind::Rabbit => config.amqp_url = broker_url,
+            BrokerKind::Kafka => config.kafka_brokers = broker_url,
+            BrokerKind::Memory => {}
+        }
+        let cleanup = move || {
+            // Drop the schema on a thread of its own: Drop cannot await.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    if let Ok(admin) = sea_orm::Database::connect(&database_url).await {
+                        let _ = admin
+                            .execute_unprepared(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+                            .await;
+                    }
+                });
+            })
+            .join();
+        };
+        drop(admin);
+        Some(Stack {
+            config,
+            memory: None,
+            _dirs: vec![media],
+            cleanup: Some(Box::new(cleanup)),
+        })
+    }
+
+    /// A publisher and subscriber for this stack (memory: handles of the one shared broker).
+    pub async fn broker(&self) -> (Arc<dyn Publisher>, Arc<dyn Subscriber>) {
+        match &self.memory {
+            Some(broker) => (Arc::new(broker.publisher()), Arc::new(broker.subscriber())),
+            None => app::connect_broker(&self.config)
+                .await
+                .expect("connect the broker"),
+        }
+    }
+
+    /// Starts `roles` on this stack.
+    pub async fn start(&self, roles: Roles) -> App {
+        let (publisher, subscriber) = self.broker().await;
+        self.start_with(roles, publisher, subscriber).await
+    }
+
+    /// Starts `roles` with the given broker clients (e.g. a switchable publisher).
+    pub async fn start_with(
+        &self,
+        roles: Roles,
+        publisher: Arc<dyn Publisher>,
+        subscriber: Arc<dyn Subscriber>,
+    ) -> App {
+        self.start_custom(&self.config, roles, publisher, subscriber)
+            .await
+    }
+
+    /// Starts `roles` with a configuration derived from [`Stack::config`].
+    pub async fn start_custom(
+        &self,
+        config: &Config,
+        roles: Roles,
+        publisher: Arc<dyn Publisher>,
+        subscriber: Arc<dyn Subscriber>,
+    ) -> App {
+        let shutdown = CancellationToken::new();
+        let running =
+            app::start_with_broker(config, roles, publisher, subscriber, shutdown.clone())
+                .await
+                .expect("start the stack");
+        let base = running.http_addr.map(|addr| format!("http://{addr}"));
+        App {
+            running: Some(running),
+            shutdown,
+            base,
+        }
+    }
+}
+
+/// A running part of the stack.
+pub struct App {
+    running: Option<Running>,
+    shutdown: CancellationToken,
+    pub base: Option<String>,
+}
+
+impl App {
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "{}{path}",
+            self.base.as_ref().expect("this part runs the API")
+        )
+    }
+
+    /// Graceful stop: waits for in-flight work (up to the shutdown timeout).
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(running) = self.running.take() {
+            running.wait().await;
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+pub async fn post(app: &App, path: &str, body: &Value) -> (StatusCode, Value) {
+    let response = client()
+        .post(app.url(path))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn get_json(app: &App, path: &str) -> (StatusCode, Value) {
+    let response = client().get(app.url(path)).send().await.unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Creates a user with a unique mobile number and returns its id.
+pub async fn create_user(app: &App) -> i64 {
+    let mobile = format!("+49{:010}", fastrand::u64(..10_000_000_000));
+    let (status, user) = post(
+        app,
+        "/users",
+        &json!({"name": "E2E", "mobile": mobile, "latitude": 1.5, "longitude": -2.25}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    user["id"].as_i64().unwrap()
+}
+
+/// Creates a product and returns its id.
+pub async fn create_product(app: &App, user_id: i64, images: &[String]) -> i64 {
+    let body = json!({"user_id": user_id, "product_name": "Lamp", "product_description": "bright", "product_images": images, "product_price": 19.99});
+    let (status, product) = post(app, "/products", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{product}");
+    assert_eq!(product["status"], "pending");
+    product["product_id"].as_i64().unwrap()
+}
+
+/// Polls until the product has a final status; returns it.
+pub async fn wait_final(app: &App, product_id: i64, within: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (status, product) = get_json(app, &format!("/products/{product_id}")).await;
+        assert_eq!(status, StatusCode::OK);
+        if matches!(
+            product["status"].as_str(),
+            Some("done" | "partial" | "failed")
+        ) {
+            return product;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "product {product_id} still {} after {within:?}",
+            product["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A publisher that fails with a transient error while switched off, like a broker outage.
+pub struct SwitchablePublisher {
+    pub inner: Arc<dyn Publisher>,
+    pub down: AtomicBool,
+}
+
+#[async_trait]
+impl Publisher for SwitchablePublisher {
+    async fn publish(&self, topic: &str, message: Message) -> mq_core::Result<()> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Error::Unavailable {
+                message: "broker unreachable (test outage)".into(),
+                source: None,
+            });
+        }
+        self.inner.publish(topic, message).await
+    }
+    async fn health(&self) -> mq_core::Result<()> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Error::Unavailable {
+                message: "broker unreachable (test outage)".into(),
+                source: None,
+            });
+        }
+        self.inner.health().await
+    }
+    async fn close(&self) -> mq_core::Result<()> {
+        self.inner.close().await
+    }
+}
