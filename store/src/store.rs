@@ -1,11 +1,13 @@
 //! [`Store`]: connecting, options and migrations.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use mq_core::domain::RepoError;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, TransactionTrait};
 use sea_orm_migration::MigratorTrait;
+use tokio::sync::{Mutex, MutexGuard};
 
 use crate::dialect::Dialect;
 use crate::error::repo_err;
@@ -52,6 +54,12 @@ impl Default for StoreOptions {
 pub struct Store {
     pub(crate) db: DatabaseConnection,
     pub(crate) dialect: Dialect,
+    /// SQLite only: one writer at a time inside this process. SQLite admits one writer anyway;
+    /// queueing here instead of in SQLite's busy handler (which sleeps in steps of up to
+    /// 100 ms) keeps concurrent writers from stalling each other.
+    writer: Option<Arc<Mutex<()>>>,
+    /// How long to wait for the writer slot before giving up with `Unavailable`.
+    write_timeout: Duration,
 }
 
 impl Store {
@@ -88,7 +96,8 @@ impl Store {
             });
         }
         let db = Database::connect(opt).await.map_err(repo_err)?;
-        let store = Store::new(db)?;
+        let mut store = Store::new(db)?;
+        store.write_timeout = options.acquire_timeout;
         if options.run_migrations {
             migrate(&store.db).await?;
         }
@@ -98,7 +107,27 @@ impl Store {
     /// Wraps a connection opened elsewhere. Does not migrate; see [`migrate`].
     pub fn new(db: DatabaseConnection) -> Result<Store, RepoError> {
         let dialect = Dialect::of(&db).map_err(repo_err)?;
-        Ok(Store { db, dialect })
+        let writer = (dialect == Dialect::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Ok(Store {
+            db,
+            dialect,
+            writer,
+            write_timeout: StoreOptions::default().acquire_timeout,
+        })
+    }
+
+    /// Waits for this process's turn to write (SQLite); `None` on PostgreSQL.
+    pub(crate) async fn write_turn(&self) -> Result<Option<MutexGuard<'_, ()>>, RepoError> {
+        let Some(writer) = &self.writer else {
+            return Ok(None);
+        };
+        match tokio::time::timeout(self.write_timeout, writer.lock()).await {
+            Ok(guard) => Ok(Some(guard)),
+            Err(_) => Err(RepoError::Unavailable(format!(
+                "no SQLite write slot within {:?}",
+                self.write_timeout
+            ))),
+        }
     }
 
     /// The underlying sea-orm connection.

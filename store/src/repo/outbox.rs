@@ -30,6 +30,7 @@ impl OutboxRepo for Store {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let _turn = self.write_turn().await?;
         let statement = self.dialect.claim_outbox(limit, lease, now());
         let rows = outbox::Entity::find()
             .from_raw_sql(statement)
@@ -43,6 +44,7 @@ impl OutboxRepo for Store {
 
     async fn mark_published(&self, ids: &[i64]) -> Result<(), RepoError> {
         let now = now();
+        let _turn = self.write_turn().await?;
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
             outbox::Entity::update_many()
                 .col_expr(Column::PublishedAt, Expr::value(now))
@@ -58,6 +60,7 @@ impl OutboxRepo for Store {
 
     async fn record_publish_failure(&self, id: i64, error: &str) -> Result<(), RepoError> {
         let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
+        let turn = self.write_turn().await?;
         let updated = outbox::Entity::update_many()
             .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
             .col_expr(Column::LastError, Expr::value(error))
@@ -67,6 +70,7 @@ impl OutboxRepo for Store {
             .exec(&self.db)
             .await
             .map_err(repo_err)?;
+        drop(turn);
         if updated.rows_affected == 0 {
             let found = outbox::Entity::find_by_id(id)
                 .count(&self.db)

@@ -62,6 +62,7 @@ impl ProductRepo for Store {
         let user_id = new.user_id;
         let now = now();
 
+        let _turn = self.write_turn().await?;
         let txn = self.db.begin().await.map_err(repo_err)?;
         let row = product::ActiveModel {
             id: NotSet,
@@ -165,6 +166,7 @@ impl ProductRepo for Store {
     async fn mark_processing(&self, id: i64) -> Result<Option<Product>, RepoError> {
         use product::Column;
 
+        let turn = self.write_turn().await?;
         product::Entity::update_many()
             .col_expr(
                 Column::Status,
@@ -179,6 +181,7 @@ impl ProductRepo for Store {
             .exec(&self.db)
             .await
             .map_err(repo_err)?;
+        drop(turn);
         self.get_product(id).await
     }
 
@@ -188,6 +191,7 @@ impl ProductRepo for Store {
         let status = result.status.as_str();
         let compressed = Value::from(TextList(result.compressed_product_images.clone()));
         let errors = Value::from(ImageErrorList(result.image_errors.clone()));
+        let turn = self.write_turn().await?;
         // One statement; it only matches when something differs, so recording the same result
         // again changes nothing (not even `updated_at`).
         let updated = product::Entity::update_many()
@@ -208,6 +212,7 @@ impl ProductRepo for Store {
             .exec(&self.db)
             .await
             .map_err(repo_err)?;
+        drop(turn);
         if updated.rows_affected == 0 && !exists(&self.db, id).await? {
             return Err(RepoError::NotFound {
                 entity: "product",

@@ -22,6 +22,7 @@ impl UserRepo for Store {
             created_at: Set(now),
             updated_at: Set(now),
         };
+        let _turn = self.write_turn().await?;
         match row.insert(&self.db).await {
             Ok(model) => Ok(model.into()),
             Err(e) if kind(&e) == Kind::Unique => Err(RepoError::DuplicateMobile(mobile)),
