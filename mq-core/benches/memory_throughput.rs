@@ -1,5 +1,6 @@
 //! In-memory broker throughput: publish → consume → ack, messages per second at 16, 256 and 4096
-//! byte payloads, through the `Publisher`/`Subscriber` traits.
+//! byte payloads, through the `Publisher`/`Subscriber` traits; the baseline moves the same
+//! messages through a bare `tokio::sync::mpsc` channel (no groups, acks or redelivery).
 //!
 //! `cargo bench -p mq-core --bench memory_throughput`
 
@@ -31,6 +32,19 @@ async fn publish_then_consume(payload: Arc<[u8]>, keyed: bool) {
     producer.await.unwrap();
 }
 
+async fn channel_baseline(payload: Arc<[u8]>) {
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let producer = tokio::spawn(async move {
+        for _ in 0..MESSAGES {
+            sender.send(Message::new(payload.to_vec())).unwrap();
+        }
+    });
+    for _ in 0..MESSAGES {
+        std::hint::black_box(receiver.recv().await.unwrap());
+    }
+    producer.await.unwrap();
+}
+
 fn throughput(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -46,6 +60,14 @@ fn throughput(c: &mut Criterion) {
             b.to_async(&runtime)
                 .iter(|| publish_then_consume(payload.clone(), false));
         });
+        group.bench_with_input(
+            BenchmarkId::new("mpsc_baseline", size),
+            &payload,
+            |b, payload| {
+                b.to_async(&runtime)
+                    .iter(|| channel_baseline(payload.clone()));
+            },
+        );
         group.bench_with_input(BenchmarkId::new("keyed", size), &payload, |b, payload| {
             b.to_async(&runtime)
                 .iter(|| publish_then_consume(payload.clone(), true));
