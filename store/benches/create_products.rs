@@ -6,7 +6,8 @@
 //! DATABASE_URL=postgres://root@127.0.0.1:5432/test cargo bench -p store --bench create_products
 //! ```
 //!
-//! Without `DATABASE_URL` only SQLite is measured. See BENCHMARKS.md.
+//! Without `DATABASE_URL` only SQLite is measured. `STORE_BENCH_NO_PING=1` turns off
+//! [`StoreOptions::test_before_acquire`]. See BENCHMARKS.md.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +41,8 @@ async fn open(url: &str, schema: Option<&str>, connections: u32) -> (Store, i64)
         min_connections: connections,
         acquire_timeout: Duration::from_secs(30),
         schema: schema.map(str::to_owned),
+        // STORE_BENCH_NO_PING=1: skip the ping on each pool checkout.
+        test_before_acquire: std::env::var("STORE_BENCH_NO_PING").as_deref() != Ok("1"),
         ..StoreOptions::default()
     };
     let store = Store::connect(url, options).await.expect("connect");

@@ -108,6 +108,32 @@ impl Dialect {
         }
     }
 
+    /// Creates `schema` when it does not exist (PostgreSQL; SQLite has no schemas). Checks
+    /// first, so a role without `CREATE` on the database can use an existing schema.
+    pub(crate) async fn ensure_schema(
+        self,
+        db: &impl ConnectionTrait,
+        schema: &str,
+    ) -> Result<(), DbErr> {
+        if self != Dialect::Postgres {
+            return Ok(());
+        }
+        let exists = db
+            .query_one(Statement::from_sql_and_values(
+                self.backend(),
+                "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+                [schema.into()],
+            ))
+            .await?
+            .is_some();
+        if !exists {
+            let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+            db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Serialises migrations between processes for the rest of the transaction it runs in.
     /// SQLite needs nothing: its DDL takes the database write lock.
     pub(crate) async fn lock_for_migration(self, txn: &impl ConnectionTrait) -> Result<(), DbErr> {

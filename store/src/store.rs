@@ -25,13 +25,17 @@ pub struct StoreOptions {
     /// Time to wait for a free pooled connection, and on SQLite for the write lock, before the
     /// call fails with [`RepoError::Unavailable`] (default 5 s).
     pub acquire_timeout: Duration,
-    /// PostgreSQL only: the schema to work in (`search_path`); it must exist. Default: the
-    /// server's default (`public`).
+    /// PostgreSQL only: the schema to work in (`search_path`), created when missing. Default:
+    /// the server's default (`public`).
     pub schema: Option<String>,
     /// Apply pending migrations in [`Store::connect`] (default `true`).
     pub run_migrations: bool,
     /// Log every statement through `tracing` (default `false`).
     pub log_statements: bool,
+    /// Ping each connection when it is taken from the pool (default `true`), so a connection
+    /// broken by a server restart is replaced instead of failing one call with
+    /// [`RepoError::Unavailable`]. Costs one round trip per call (see BENCHMARKS.md).
+    pub test_before_acquire: bool,
 }
 
 impl Default for StoreOptions {
@@ -44,6 +48,7 @@ impl Default for StoreOptions {
             schema: None,
             run_migrations: true,
             log_statements: false,
+            test_before_acquire: true,
         }
     }
 }
@@ -78,7 +83,8 @@ impl Store {
             .min_connections(options.min_connections)
             .connect_timeout(options.connect_timeout)
             .acquire_timeout(options.acquire_timeout)
-            .sqlx_logging(options.log_statements);
+            .sqlx_logging(options.log_statements)
+            .test_before_acquire(options.test_before_acquire);
         if let Some(schema) = &options.schema {
             opt.set_schema_search_path(quote_ident(schema));
         }
@@ -98,6 +104,13 @@ impl Store {
         let db = Database::connect(opt).await.map_err(repo_err)?;
         let mut store = Store::new(db)?;
         store.write_timeout = options.acquire_timeout;
+        if let Some(schema) = &options.schema {
+            store
+                .dialect
+                .ensure_schema(&store.db, schema)
+                .await
+                .map_err(repo_err)?;
+        }
         if options.run_migrations {
             migrate(&store.db).await?;
         }

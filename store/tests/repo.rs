@@ -965,6 +965,38 @@ async fn postgres_concurrent_start_ups_migrate_once() {
     }
 }
 
+#[tokio::test]
+async fn postgres_missing_schema_is_created() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let schema = common::unique_name("store_test_new");
+    let options = StoreOptions {
+        schema: Some(schema.clone()),
+        ..StoreOptions::default()
+    };
+    let store = Store::connect(&url, options).await;
+    let admin = sea_orm::Database::connect(&url).await.unwrap();
+    if let Ok(store) = &store {
+        store.close().await.unwrap();
+    }
+    let tables = admin
+        .query_one(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT count(*) AS n FROM pg_tables WHERE schemaname = $1",
+            [schema.clone().into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    common::drop_pg_schema(admin, &schema).await;
+    store.expect("connect creates the schema");
+    // users, products, outbox and sea-orm-migration's seaql_migrations
+    assert_eq!(tables, 4);
+}
+
 // ---------------------------------------------------------------------------------------------
 // connecting
 
