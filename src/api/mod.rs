@@ -109,3 +109,6 @@ fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests;
