@@ -45,41 +45,51 @@ pub(crate) struct Session {
     pub(crate) connection: Connection,
     pub(crate) generation: u64,
     pub(crate) config: Arc<RabbitConfig>,
-    confirm_channels: Vec<Mutex<Channel>>,
+    confirm_channels: Vec<Mutex<Arc<Channel>>>,
     next_channel: AtomicUsize,
 }
 
 /// A publish whose frames were sent; awaiting it waits for the broker's confirm.
 pub(crate) struct PendingConfirm {
-    topic: String,
     confirm: PublisherConfirm,
     timeout: Duration,
+}
+
+/// The error of a confirm that did not come in time.
+pub(crate) fn confirm_timeout(topic: &str, after: Duration) -> Error {
+    Error::Timeout {
+        operation: format!("waiting for the publisher confirm of topic `{topic}`"),
+        after,
+    }
 }
 
 impl PendingConfirm {
     /// Waits for the confirm: `Ok` once the broker has the message durably, [`Error::Rejected`] if
     /// no queue is bound to the topic.
-    pub(crate) async fn wait(self) -> Result<()> {
-        let confirmation = tokio::time::timeout(self.timeout, self.confirm)
+    pub(crate) async fn wait(self, topic: &str) -> Result<()> {
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, self.wait_untimed(topic))
             .await
-            .map_err(|_| Error::Timeout {
-                operation: format!(
-                    "waiting for the publisher confirm of topic `{}`",
-                    self.topic
-                ),
-                after: self.timeout,
-            })?
+            .map_err(|_| confirm_timeout(topic, timeout))?
+    }
+
+    /// Like [`wait`](Self::wait) without a timeout of its own (for batches, which use one timeout
+    /// for all their confirms).
+    pub(crate) async fn wait_untimed(self, topic: &str) -> Result<()> {
+        let confirmation = self
+            .confirm
+            .await
             .map_err(|e| lapin_error("publisher confirm", e))?;
         match confirmation {
             Confirmation::Ack(None) => Ok(()),
             Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
                 Err(Error::Rejected(format!(
                     "no queue is bound to topic `{}` (broker returned {} {}); subscribe a group first",
-                    self.topic, returned.reply_code, returned.reply_text
+                    topic, returned.reply_code, returned.reply_text
                 )))
             }
             Confirmation::Nack(None) => Err(Error::Unavailable {
-                message: format!("the broker nacked a message of topic `{}`", self.topic),
+                message: format!("the broker nacked a message of topic `{topic}`"),
                 source: None,
             }),
             Confirmation::NotRequested => Err(Error::Unavailable {
@@ -109,7 +119,9 @@ impl Session {
         drop(setup);
         let mut confirm_channels = Vec::with_capacity(channels);
         for _ in 0..channels {
-            confirm_channels.push(Mutex::new(open_confirm_channel(&connection).await?));
+            confirm_channels.push(Mutex::new(Arc::new(
+                open_confirm_channel(&connection).await?,
+            )));
         }
         Ok(Self {
             connection,
@@ -151,7 +163,7 @@ impl Session {
 
     /// A confirm channel: the same one for the same key (order per key), round robin otherwise.
     /// A channel that died (e.g. closed by a channel error) is replaced.
-    async fn confirm_channel(&self, key: Option<&str>) -> Result<Channel> {
+    async fn confirm_channel(&self, key: Option<&str>) -> Result<Arc<Channel>> {
         let index = match key {
             Some(key) => {
                 let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -171,7 +183,7 @@ impl Session {
                 source: None,
             });
         }
-        let fresh = open_confirm_channel(&self.connection).await?;
+        let fresh = Arc::new(open_confirm_channel(&self.connection).await?);
         let mut slot = lock(slot);
         if !slot.status().connected() {
             *slot = fresh;
@@ -196,7 +208,6 @@ impl Session {
             .await
             .map_err(|e| lapin_error("publishing", e))?;
         Ok(PendingConfirm {
-            topic: topic.to_owned(),
             confirm,
             timeout: self.config.confirm_timeout,
         })
@@ -204,7 +215,7 @@ impl Session {
 
     /// Sends and waits for the confirm.
     pub(crate) async fn publish(&self, topic: &str, message: &Message) -> Result<()> {
-        self.send(topic, message).await?.wait().await
+        self.send(topic, message).await?.wait(topic).await
     }
 
     /// Closes the connection politely (confirm channels first).

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use mq_core::{Error, Message, Publisher, Result};
 use tokio::sync::RwLock;
 
-use crate::connection::{Link, OnClose};
+use crate::connection::{confirm_timeout, Link, OnClose};
 use crate::RabbitConfig;
 
 /// Publishes to RabbitMQ. Cheap to share: hold it as `Arc<dyn Publisher>`.
@@ -118,7 +118,7 @@ impl Publisher for RabbitPublisher {
         let mut first_error = None;
         for message in &messages {
             match session.send(topic, message).await {
-                Ok(confirm) => pending.push(confirm.wait()),
+                Ok(confirm) => pending.push(confirm.wait_untimed(topic)),
                 Err(error) => {
                     first_error = Some(error);
                     break;
@@ -126,7 +126,10 @@ impl Publisher for RabbitPublisher {
             }
         }
         // Wait for what was sent even after an error, so `close` never races a live confirm.
-        let results = futures::future::join_all(pending).await;
+        let timeout = self.link.config().confirm_timeout;
+        let results = tokio::time::timeout(timeout, futures::future::join_all(pending))
+            .await
+            .map_err(|_| confirm_timeout(topic, timeout))?;
         if let Some(error) = first_error {
             return Err(error);
         }
