@@ -1,0 +1,105 @@
+//! Topic creation on first use and broker health checks.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use mq_core::{Error, Result};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+
+use crate::error::classify;
+use crate::KafkaConfig;
+
+/// Creates topics the first time this client uses them and answers health checks.
+#[derive(Clone)]
+pub(crate) struct TopicAdmin {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: AdminClient<DefaultClientContext>,
+    known: Mutex<HashSet<String>>,
+    config: KafkaConfig,
+}
+
+impl TopicAdmin {
+    pub(crate) fn new(config: &KafkaConfig) -> Result<Self> {
+        let client = config
+            .admin()
+            .create()
+            .map_err(|e| classify("admin client creation", e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                known: Mutex::new(HashSet::new()),
+                config: config.clone(),
+            }),
+        })
+    }
+
+    /// Creates `topic` with the configured partition count unless this client already did (or
+    /// saw that it exists).
+    pub(crate) async fn ensure(&self, topic: &str) -> Result<()> {
+        self.ensure_with(topic, self.inner.config.partitions).await
+    }
+
+    /// Like [`ensure`](Self::ensure) with an explicit partition count.
+    pub(crate) async fn ensure_with(&self, topic: &str, partitions: i32) -> Result<()> {
+        if self.is_known(topic) {
+            return Ok(());
+        }
+        let config = &self.inner.config;
+        let new = NewTopic::new(
+            topic,
+            partitions,
+            TopicReplication::Fixed(config.replication_factor),
+        );
+        let options = AdminOptions::new()
+            .request_timeout(Some(config.operation_timeout))
+            .operation_timeout(Some(config.operation_timeout));
+        let results = self
+            .inner
+            .client
+            .create_topics([&new], &options)
+            .await
+            .map_err(|e| classify("create topic", e))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(classify(
+                        &format!("create topic {name}"),
+                        rdkafka::error::KafkaError::AdminOp(code),
+                    ))
+                }
+            }
+        }
+        tracing::debug!(topic, "kafka topic ready");
+        self.inner
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.to_owned());
+        Ok(())
+    }
+
+    pub(crate) fn is_known(&self, topic: &str) -> bool {
+        self.inner
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(topic)
+    }
+
+    /// Fetches cluster metadata within the operation timeout.
+    pub(crate) async fn health(&self) -> Result<()> {
+        let inner = self.inner.clone();
+        let timeout = inner.config.operation_timeout;
+        tokio::task::spawn_blocking(move || inner.client.inner().fetch_metadata(None, timeout))
+            .await
+            .map_err(|e| Error::unavailable("health check task failed", e))?
+            .map(drop)
+            .map_err(|e| classify("metadata", e))
+    }
+}

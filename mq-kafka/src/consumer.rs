@@ -1,0 +1,960 @@
+//! [`KafkaSubscriber`]: consumer-group subscriptions with at-least-once commits.
+//!
+//! Each `subscribe` call runs one librdkafka consumer (a member of the group) polled by a
+//! dedicated thread, the *driver*. Fetched records go into per-partition buffers; the delivery
+//! stream hands them out round-robin over partitions, never handing out a record whose key has an
+//! earlier record in flight (order per key). Settling a delivery updates the partition's
+//! [`OffsetTracker`]; the driver commits the contiguous acked prefix (plus the offsets acked above
+//! it, in the commit metadata) every [`KafkaConfig::commit_interval`], on revoke and on close.
+//! A nacked or dropped delivery goes back into its partition's buffer and is handed out again,
+//! without blocking other partitions or keys.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use mq_core::{
+    dead_letter_topic, Acknowledger, Delivery, DeliveryStream, Error, Message, Nack, Result,
+    Settlement, Subscriber,
+};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::{ClientContext, Message as _, Offset, TopicPartitionList};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::TopicAdmin;
+use crate::error::classify;
+use crate::offsets::{OffsetTracker, Received};
+use crate::producer::{await_delivery, ProducerInner};
+use crate::{KafkaConfig, MESSAGE_ID_HEADER};
+
+/// Records taken from librdkafka in one go by the driver before they are handed to the stream.
+const POLL_BATCH: usize = 512;
+/// Subscription errors kept for the stream; older ones are dropped.
+const MAX_QUEUED_ERRORS: usize = 16;
+
+/// Receives messages from Kafka as a member of a consumer group.
+///
+/// - `group` is the Kafka `group.id`: subscriptions with the same group split the topic's
+///   partitions, different groups each get every message;
+/// - the topic is created on first use with [`KafkaConfig::partitions`] partitions;
+/// - `subscribe` returns once the group assigned partitions to the new member (or after
+///   [`KafkaConfig::join_timeout`]);
+/// - at least once: an offset is committed only when every record below it was acked; records
+///   acked above the first un-acked one are listed in the commit metadata so the next owner of
+///   the partition skips them; nacked (requeue) and dropped deliveries are handed out again
+///   locally with a higher attempt count; `Nack::DeadLetter` produces the message to
+///   `<topic>.dlq` (awaited) before the original counts as acked;
+/// - on a rebalance the acked prefix is committed before the partitions go; deliveries still in
+///   flight for a partition that moved to another member are delivered again there, and settling
+///   them here afterwards changes nothing.
+///
+/// Cheap to clone; `Send + Sync`, usable as `Arc<dyn Subscriber>`.
+#[derive(Clone)]
+pub struct KafkaSubscriber {
+    inner: Arc<SubscriberInner>,
+}
+
+struct SubscriberInner {
+    config: KafkaConfig,
+    admin: TopicAdmin,
+    dead_letters: Arc<DeadLetters>,
+    closed: CancellationToken,
+    subscriptions: Mutex<Vec<Arc<Subscription>>>,
+}
+
+/// Lazily created producer for dead letters, shared by a subscriber's subscriptions.
+struct DeadLetters {
+    config: KafkaConfig,
+    admin: TopicAdmin,
+    producer: Mutex<Option<Arc<ProducerInner>>>,
+}
+
+impl DeadLetters {
+    fn producer(&self) -> Result<Arc<ProducerInner>> {
+        let mut producer = lock(&self.producer);
+        if let Some(producer) = &*producer {
+            return Ok(producer.clone());
+        }
+        let created = Arc::new(ProducerInner::new(self.config.clone(), self.admin.clone())?);
+        *producer = Some(created.clone());
+        Ok(created)
+    }
+}
+
+impl KafkaSubscriber {
+    /// Creates the subscriber (clients connect in the background; nothing is joined yet).
+    pub fn new(config: KafkaConfig) -> Result<Self> {
+        let admin = TopicAdmin::new(&config)?;
+        let dead_letters = Arc::new(DeadLetters {
+            config: config.clone(),
+            admin: admin.clone(),
+            producer: Mutex::new(None),
+        });
+        Ok(Self {
+            inner: Arc::new(SubscriberInner {
+                config,
+                admin,
+                dead_letters,
+                closed: CancellationToken::new(),
+                subscriptions: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves the state consistent, so a poisoned lock is still usable.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One subscription: shared by its driver thread, its stream and its deliveries' acknowledgers.
+struct Subscription {
+    topic: String,
+    /// The Kafka `group.id`.
+    group_id: String,
+    config: KafkaConfig,
+    admin: TopicAdmin,
+    state: Mutex<State>,
+    /// Woken when records arrive, keys free up, the assignment changes or the stream must end.
+    notify: Notify,
+    /// Cancelled by `close` or when the stream is dropped; the driver then leaves the group.
+    stop: CancellationToken,
+    /// Some partition is paused for flow control: the driver polls more often to resume it.
+    any_paused: AtomicBool,
+    driver: Mutex<Option<JoinHandle<()>>>,
+    dead_letters: Arc<DeadLetters>,
+}
+
+#[derive(Default)]
+struct State {
+    partitions: HashMap<i32, PartitionState>,
+    /// Partition ids of `partitions`, for round-robin hand-out.
+    order: Vec<i32>,
+    cursor: usize,
+    /// Partitions revoked by an eager rebalance; restored if the next assignment gives them back
+    /// with the commit we made, so in-flight work stays valid.
+    stashed: HashMap<i32, PartitionState>,
+    next_epoch: u64,
+    /// The group assigned partitions (possibly none) at least once.
+    joined: bool,
+    errors: VecDeque<Error>,
+}
+
+struct PartitionState {
+    /// Identifies this ownership of the partition: settlements of an older one are ignored.
+    epoch: u64,
+    tracker: OffsetTracker,
+    /// Records ready to be handed out (new or given back), by offset.
+    pending: BTreeMap<i64, Message>,
+    /// Records handed out and not settled, with their key.
+    in_flight: HashMap<i64, Option<String>>,
+    busy_keys: HashSet<String>,
+    attempts: HashMap<i64, u32>,
+    paused: bool,
+}
+
+impl PartitionState {
+    fn new(epoch: u64, tracker: OffsetTracker) -> Self {
+        Self {
+            epoch,
+            tracker,
+            pending: BTreeMap::new(),
+            in_flight: HashMap::new(),
+            busy_keys: HashSet::new(),
+            attempts: HashMap::new(),
+            paused: false,
+        }
+    }
+
+    /// Takes the oldest pending record whose key is not busy.
+    fn take_next(&mut self) -> Option<(i64, Message, u32)> {
+        let offset = self
+            .pending
+            .iter()
+            .find(|(_, message)| {
+                message
+                    .key()
+                    .is_none_or(|key| !self.busy_keys.contains(key))
+            })
+            .map(|(&offset, _)| offset)?;
+        let message = self.pending.remove(&offset)?;
+        let key = message.key().map(str::to_owned);
+        if let Some(key) = &key {
+            self.busy_keys.insert(key.clone());
+        }
+        self.in_flight.insert(offset, key);
+        let attempt = self.attempts.entry(offset).or_insert(0);
+        *attempt += 1;
+        Some((offset, message, *attempt))
+    }
+
+    /// Ends the in-flight state of `offset`; `false` if it was not in flight.
+    fn release(&mut self, offset: i64) -> bool {
+        let Some(key) = self.in_flight.remove(&offset) else {
+            return false;
+        };
+        if let Some(key) = key {
+            self.busy_keys.remove(&key);
+        }
+        true
+    }
+}
+
+impl State {
+    /// The partition state of ownership `epoch`, current or stashed.
+    fn owned(&mut self, partition: i32, epoch: u64) -> Option<&mut PartitionState> {
+        if self
+            .partitions
+            .get(&partition)
+            .is_some_and(|p| p.epoch == epoch)
+        {
+            return self.partitions.get_mut(&partition);
+        }
+        self.stashed
+            .get_mut(&partition)
+            .filter(|p| p.epoch == epoch)
+    }
+
+    fn rebuild_order(&mut self) {
+        self.order = self.partitions.keys().copied().collect();
+        self.order.sort_unstable();
+        self.cursor = 0;
+    }
+
+    fn push_error(&mut self, error: Error) {
+        if self.errors.len() >= MAX_QUEUED_ERRORS {
+            self.errors.pop_front();
+        }
+        self.errors.push_back(error);
+    }
+}
+
+impl Subscription {
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Hands out the next record, round-robin over partitions.
+    fn take_next(self: &Arc<Self>) -> Option<Delivery> {
+        let mut state = self.state();
+        let count = state.order.len();
+        for step in 0..count {
+            let index = (state.cursor + step) % count;
+            let partition = state.order[index];
+            let Some(ps) = state.partitions.get_mut(&partition) else {
+                continue;
+            };
+            let Some((offset, message, attempt)) = ps.take_next() else {
+                continue;
+            };
+            let epoch = ps.epoch;
+            state.cursor = index + 1;
+            drop(state);
+            let acknowledger = KafkaAcknowledger {
+                subscription: self.clone(),
+                partition,
+                offset,
+                epoch,
+                message: message.clone(),
+            };
+            return Some(Delivery::new(
+                self.topic.clone(),
+                message,
+                attempt,
+                Box::new(acknowledger),
+            ));
+        }
+        None
+    }
+
+    fn ack(&self, partition: i32, offset: i64, epoch: u64) -> bool {
+        let mut state = self.state();
+        let Some(ps) = state.owned(partition, epoch) else {
+            return false;
+        };
+        if !ps.release(offset) {
+            return false;
+        }
+        ps.attempts.remove(&offset);
+        ps.tracker.ack(offset);
+        drop(state);
+        self.notify.notify_waiters();
+        true
+    }
+
+    fn requeue(&self, partition: i32, offset: i64, epoch: u64, message: Message) {
+        let mut state = self.state();
+        if let Some(ps) = state.owned(partition, epoch) {
+            if ps.release(offset) {
+                ps.pending.insert(offset, message);
+            }
+        }
+        drop(state);
+        self.notify.notify_waiters();
+    }
+
+    fn is_in_flight(&self, partition: i32, offset: i64, epoch: u64) -> bool {
+        self.state()
+            .owned(partition, epoch)
+            .is_some_and(|ps| ps.in_flight.contains_key(&offset))
+    }
+
+    /// Takes a batch of fetched records into the partition buffers.
+    fn accept(&self, records: Vec<(i32, i64, Message)>) {
+        let mut state = self.state();
+        for (partition, offset, message) in records {
+            let Some(ps) = state.partitions.get_mut(&partition) else {
+                continue; // not ours (any more)
+            };
+            if ps.tracker.receive(offset) == Received::Deliver {
+                ps.pending.insert(offset, message);
+            }
+        }
+        drop(state);
+        self.notify.notify_waiters();
+    }
+
+    /// The commits due now (`(partition, offset, metadata)`), marked as sent.
+    fn due_commits(partitions: &mut HashMap<i32, PartitionState>) -> Vec<(i32, i64, String)> {
+        let mut due = Vec::new();
+        for (&partition, ps) in partitions.iter_mut() {
+            if let Some((offset, metadata)) = ps.tracker.pending_commit() {
+                ps.tracker.mark_committed(offset, metadata.clone());
+                due.push((partition, offset, metadata));
+            }
+        }
+        due
+    }
+
+    /// `(partition, commit position, metadata)` of every partition with offsets acked above its
+    /// commit position (what the ack log must remember).
+    fn gaps(partitions: &HashMap<i32, PartitionState>) -> Vec<(i32, i64, String)> {
+        partitions
+            .iter()
+            .filter_map(|(&partition, ps)| {
+                let metadata = ps.tracker.metadata();
+                let offset = ps.tracker.commit_position()?;
+                (!metadata.is_empty()).then_some((partition, offset, metadata))
+            })
+            .collect()
+    }
+
+    fn commit_list(&self, due: &[(i32, i64, String)]) -> TopicPartitionList {
+        let mut list = TopicPartitionList::with_capacity(due.len());
+        for (partition, offset, metadata) in due {
+            let mut element = list.add_partition(&self.topic, *partition);
+            // Offsets from the broker are never negative, so this cannot fail.
+            let _ = element.set_offset(Offset::Offset(*offset));
+            element.set_metadata(metadata.clone());
+        }
+        list
+    }
+
+    fn commit(&self, consumer: &BaseConsumer<DriverContext>, mode: CommitMode) {
+        let due = Self::due_commits(&mut self.state().partitions);
+        if due.is_empty() {
+            return;
+        }
+        let list = self.commit_list(&due);
+        if let Err(error) = consumer.commit(&list, mode) {
+            tracing::warn!(topic = %self.topic, %error, "kafka offset commit failed");
+            self.commit_failed(&list);
+        }
+    }
+
+    /// The commit on close: synchronous, with the acked-above offsets in the ack log.
+    fn final_commit(&self, consumer: &BaseConsumer<DriverContext>) {
+        let (due, gaps) = {
+            let mut state = self.state();
+            let due = Self::due_commits(&mut state.partitions);
+            (due, Self::gaps(&state.partitions))
+        };
+        self.write_ack_log(&gaps);
+        if due.is_empty() {
+            return;
+        }
+        let list = self.commit_list(&due);
+        if let Err(error) = consumer.commit(&list, CommitMode::Sync) {
+            tracing::warn!(topic = %self.topic, %error, "kafka commit on close failed");
+            self.commit_failed(&list);
+        }
+    }
+
+    /// Records `offset metadata` under `<group.id>/<partition>` in the ack log for every commit
+    /// that leaves acked offsets above it. Best effort: a failure only means redeliveries.
+    fn write_ack_log(&self, due: &[(i32, i64, String)]) {
+        if !self.config.ack_log_topic || due.is_empty() {
+            return;
+        }
+        let log = ack_log_topic(&self.topic);
+        let result = (|| -> Result<()> {
+            futures::executor::block_on(self.admin.ensure_with(&log, 1))?;
+            let producer = self.dead_letters.producer()?;
+            let mut deliveries = Vec::new();
+            for (partition, offset, metadata) in due.iter().filter(|(_, _, m)| !m.is_empty()) {
+                let record = Message::new(format!("{offset} {metadata}"))
+                    .with_key(format!("{}/{partition}", self.group_id));
+                match producer.enqueue(&log, &record)? {
+                    Some(delivery) => deliveries.push(delivery),
+                    None => return Err(Error::Rejected("producer queue full".into())),
+                }
+            }
+            for delivery in deliveries {
+                futures::executor::block_on(await_delivery(delivery))?;
+            }
+            tracing::debug!(topic = %self.topic, ?due, "ack log written");
+            Ok(())
+        })();
+        if let Err(error) = result {
+            tracing::warn!(topic = %self.topic, %error, "writing the ack log failed");
+        }
+    }
+
+    /// The latest ack-log entry (`offset`, `metadata`) of each partition in `wanted`.
+    fn read_ack_log(&self, wanted: &HashSet<i32>) -> HashMap<i32, (i64, String)> {
+        let mut found = HashMap::new();
+        if !self.config.ack_log_topic || wanted.is_empty() {
+            return found;
+        }
+        let log = ack_log_topic(&self.topic);
+        let timeout = self.config.operation_timeout;
+        let result = (|| -> KafkaResult<()> {
+            let reader: BaseConsumer = self
+                .config
+                .reader(&format!("{}.ack-log-reader", self.group_id))
+                .create()?;
+            let metadata = reader.fetch_metadata(Some(&log), timeout)?;
+            if metadata
+                .topics()
+                .first()
+                .is_none_or(|t| t.error().is_some() || t.partitions().is_empty())
+            {
+                return Ok(());
+            }
+            let (low, high) = reader.fetch_watermarks(&log, 0, timeout)?;
+            if high <= low {
+                return Ok(());
+            }
+            let mut list = TopicPartitionList::new();
+            list.add_partition_offset(&log, 0, Offset::Offset(low))?;
+            reader.assign(&list)?;
+            let prefix = format!("{}/", self.group_id);
+            let deadline = Instant::now() + timeout;
+            while Instant::now() < deadline {
+                let Some(record) = reader.poll(Duration::from_millis(100)) else {
+                    continue;
+                };
+                let record = record?;
+                let key = record
+                    .key()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                let value = record
+                    .payload()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                if let Some(partition) = key
+                    .strip_prefix(&prefix)
+                    .and_then(|p| p.parse::<i32>().ok())
+                {
+                    if wanted.contains(&partition) {
+                        let (offset, metadata) = value.split_once(' ').unwrap_or((&value, ""));
+                        if let Ok(offset) = offset.parse::<i64>() {
+                            found.insert(partition, (offset, metadata.to_owned()));
+                        }
+                    }
+                }
+                if record.offset() >= high - 1 {
+                    break;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(error) = result {
+            tracing::warn!(topic = %self.topic, %error, "reading the ack log failed");
+        }
+        tracing::debug!(topic = %self.topic, ?wanted, ?found, "ack log read");
+        found
+    }
+
+    fn commit_failed(&self, list: &TopicPartitionList) {
+        let mut state = self.state();
+        for element in list.elements() {
+            if let Some(ps) = state.partitions.get_mut(&element.partition()) {
+                ps.tracker.commit_failed();
+            }
+        }
+    }
+
+    /// Revoke: commit the acked prefix of the revoked partitions and stash their state.
+    fn revoke(&self, consumer: &BaseConsumer<DriverContext>, list: &TopicPartitionList) {
+        let mut state = self.state();
+        let mut revoked = HashMap::new();
+        for element in list.elements_for_topic(&self.topic) {
+            if let Some(ps) = state.partitions.remove(&element.partition()) {
+                revoked.insert(element.partition(), ps);
+            }
+        }
+        state.rebuild_order();
+        let due = Self::due_commits(&mut revoked);
+        let gaps = Self::gaps(&revoked);
+        state.stashed.extend(revoked);
+        drop(state);
+        if !consumer.assignment_lost() {
+            self.write_ack_log(&gaps);
+        }
+        if !due.is_empty() && !consumer.assignment_lost() {
+            let list = self.commit_list(&due);
+            if let Err(error) = consumer.commit(&list, CommitMode::Sync) {
+                tracing::warn!(topic = %self.topic, %error, "kafka commit on revoke failed");
+                let mut state = self.state();
+                for (partition, ..) in &due {
+                    if let Some(ps) = state.stashed.get_mut(partition) {
+                        ps.tracker.commit_failed();
+                    }
+                }
+            }
+        }
+        self.notify.notify_waiters();
+    }
+
+    /// Assign: start tracking the assigned partitions from their committed offsets.
+    fn assign(
+        &self,
+        consumer: &BaseConsumer<DriverContext>,
+        list: &TopicPartitionList,
+        timeout: Duration,
+    ) {
+        let mut ours = TopicPartitionList::new();
+        for element in list.elements_for_topic(&self.topic) {
+            ours.add_partition(&self.topic, element.partition());
+        }
+        let committed = if ours.count() == 0 {
+            Ok(ours.clone())
+        } else {
+            consumer.committed_offsets(ours.clone(), timeout)
+        };
+        // Brokers that drop commit metadata: look the acked-above offsets up in the ack log.
+        let without_metadata: HashSet<i32> = committed
+            .as_ref()
+            .map(|list| {
+                list.elements()
+                    .iter()
+                    .filter(|e| matches!(e.offset(), Offset::Offset(_)) && e.metadata().is_empty())
+                    .map(|e| e.partition())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let logged = self.read_ack_log(&without_metadata);
+        let mut state = self.state();
+        let committed = match committed {
+            Ok(committed) => committed,
+            Err(error) => {
+                // Without the metadata we cannot skip what the previous owner acked above its
+                // commit: those records are delivered again (at least once, nothing lost).
+                tracing::warn!(topic = %self.topic, %error, "fetching committed offsets failed");
+                state.push_error(classify("fetch committed offsets", error));
+                ours
+            }
+        };
+        for element in committed.elements() {
+            let partition = element.partition();
+            let offset = match element.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            };
+            let restored = state
+                .stashed
+                .remove(&partition)
+                .filter(|stash| stash.tracker.committed() == offset && offset.is_some());
+            let ps = match restored {
+                Some(mut stash) => {
+                    stash.paused = false;
+                    stash
+                }
+                None => {
+                    state.next_epoch += 1;
+                    let metadata = match (logged.get(&partition), offset) {
+                        // Only an entry written with this very commit describes it.
+                        (Some((at, metadata)), Some(offset)) if *at == offset => metadata.as_str(),
+                        _ => element.metadata(),
+                    };
+                    PartitionState::new(state.next_epoch, OffsetTracker::new(offset, metadata))
+                }
+            };
+            state.partitions.insert(partition, ps);
+        }
+        // Whatever was not given back belongs to another member now: forget it.
+        state.stashed.clear();
+        state.rebuild_order();
+        state.joined = true;
+        drop(state);
+        self.notify.notify_waiters();
+    }
+
+    /// Pauses partitions with a full buffer and resumes drained ones.
+    fn flow_control(&self, consumer: &BaseConsumer<DriverContext>, limit: usize) {
+        let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
+        let mut state = self.state();
+        let mut any_paused = false;
+        for (&partition, ps) in state.partitions.iter_mut() {
+            if !ps.paused && ps.pending.len() >= limit {
+                ps.paused = true;
+                pause.add_partition(&self.topic, partition);
+            } else if ps.paused && ps.pending.len() <= limit / 2 {
+                ps.paused = false;
+                resume.add_partition(&self.topic, partition);
+            }
+            any_paused |= ps.paused;
+        }
+        drop(state);
+        self.any_paused.store(any_paused, Ordering::Relaxed);
+        if pause.count() > 0 {
+            if let Err(error) = consumer.pause(&pause) {
+                tracing::warn!(topic = %self.topic, %error, "pausing partitions failed");
+            }
+        }
+        if resume.count() > 0 {
+            if let Err(error) = consumer.resume(&resume) {
+                tracing::warn!(topic = %self.topic, %error, "resuming partitions failed");
+            }
+        }
+    }
+}
+
+/// The consumer context: runs the rebalance hooks in the driver thread.
+struct DriverContext {
+    subscription: Arc<Subscription>,
+    timeout: Duration,
+}
+
+impl ClientContext for DriverContext {}
+
+impl ConsumerContext for DriverContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            tracing::debug!(topic = %self.subscription.topic, partitions = list.count(), "kafka partitions revoked");
+            self.subscription.revoke(consumer, list);
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                tracing::debug!(topic = %self.subscription.topic, partitions = list.count(), "kafka partitions assigned");
+                self.subscription.assign(consumer, list, self.timeout);
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(error) => {
+                tracing::warn!(topic = %self.subscription.topic, %error, "kafka rebalance error");
+                self.subscription
+                    .state()
+                    .push_error(classify("rebalance", error.clone()));
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(error) = result {
+            tracing::warn!(topic = %self.subscription.topic, %error, "kafka offset commit failed");
+            self.subscription.commit_failed(offsets);
+        }
+    }
+}
+
+/// The side topic that records acked-above offsets for `topic` (see
+/// [`KafkaConfig::ack_log_topic`]).
+pub fn ack_log_topic(topic: &str) -> String {
+    format!("__mq_acks.{topic}")
+}
+
+/// Converts a fetched record; the id comes from the `x-message-id` header.
+fn convert(record: &BorrowedMessage<'_>) -> (i32, i64, Message) {
+    let mut id = None;
+    let mut headers = BTreeMap::new();
+    if let Some(list) = record.headers() {
+        for header in list.iter() {
+            let value = header
+                .value
+                .map(|value| String::from_utf8_lossy(value).into_owned())
+                .unwrap_or_default();
+            if header.key == MESSAGE_ID_HEADER {
+                id = Some(value);
+            } else {
+                headers.insert(header.key.to_owned(), value);
+            }
+        }
+    }
+    let (partition, offset) = (record.partition(), record.offset());
+    let id = id.unwrap_or_else(|| format!("{}/{partition}/{offset}", record.topic()));
+    let key = record
+        .key()
+        .map(|key| String::from_utf8_lossy(key).into_owned());
+    let payload = record
+        .payload()
+        .map(Bytes::copy_from_slice)
+        .unwrap_or_default();
+    (
+        partition,
+        offset,
+        Message::from_parts(id, key, headers, payload),
+    )
+}
+
+/// The driver thread: polls the consumer (which runs the rebalance hooks), buffers records,
+/// commits, applies flow control; on stop commits once more and leaves the group.
+fn drive(
+    subscription: Arc<Subscription>,
+    consumer: BaseConsumer<DriverContext>,
+    config: KafkaConfig,
+) {
+    let mut last_commit = Instant::now();
+    let limit = config.max_buffered_per_partition.max(2);
+    while !subscription.stop.is_cancelled() {
+        let wait = if subscription.any_paused.load(Ordering::Relaxed) {
+            Duration::from_millis(5)
+        } else {
+            Duration::from_millis(50)
+        };
+        match consumer.poll(wait) {
+            None => {}
+            Some(Err(error)) => {
+                tracing::debug!(topic = %subscription.topic, %error, "kafka consumer error");
+                subscription.state().push_error(classify("consume", error));
+            }
+            Some(Ok(record)) => {
+                let mut batch = Vec::with_capacity(64);
+                batch.push(convert(&record));
+                drop(record);
+                while batch.len() < POLL_BATCH {
+                    match consumer.poll(Duration::ZERO) {
+                        Some(Ok(record)) => batch.push(convert(&record)),
+                        Some(Err(error)) => {
+                            subscription.state().push_error(classify("consume", error));
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                subscription.accept(batch);
+            }
+        }
+        subscription.flow_control(&consumer, limit);
+        if last_commit.elapsed() >= config.commit_interval {
+            subscription.commit(&consumer, CommitMode::Async);
+            last_commit = Instant::now();
+        }
+    }
+    subscription.final_commit(&consumer);
+    // Closing the consumer revokes the assignment (the hook commits anything acked since) and
+    // leaves the group, so the partitions move to the other members at once.
+    drop(consumer);
+    let mut state = subscription.state();
+    state.partitions.clear();
+    state.stashed.clear();
+    state.order.clear();
+    drop(state);
+    subscription.notify.notify_waiters();
+}
+
+/// Ends the subscription when its stream is dropped.
+struct StreamGuard(Arc<Subscription>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.stop.cancel();
+    }
+}
+
+async fn next_delivery(subscription: &Arc<Subscription>) -> Option<Result<Delivery>> {
+    loop {
+        if subscription.stop.is_cancelled() {
+            return None;
+        }
+        // Register for wake-ups before looking, so nothing between the look and the wait is missed.
+        let notified = subscription.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(error) = subscription.state().errors.pop_front() {
+            return Some(Err(error));
+        }
+        if let Some(delivery) = subscription.take_next() {
+            return Some(Ok(delivery));
+        }
+        tokio::select! {
+            () = notified => {}
+            () = subscription.stop.cancelled() => return None,
+        }
+    }
+}
+
+#[async_trait]
+impl Subscriber for KafkaSubscriber {
+    async fn subscribe(&self, topic: &str, group: &str) -> Result<DeliveryStream> {
+        let inner = &self.inner;
+        if inner.closed.is_cancelled() {
+            return Err(Error::Closed("subscriber"));
+        }
+        inner.admin.ensure(topic).await?;
+        let group_id = inner.config.group_id(topic, group);
+        let subscription = Arc::new(Subscription {
+            topic: topic.to_owned(),
+            group_id: group_id.clone(),
+            config: inner.config.clone(),
+            admin: inner.admin.clone(),
+            state: Mutex::new(State::default()),
+            notify: Notify::new(),
+            stop: inner.closed.child_token(),
+            any_paused: AtomicBool::new(false),
+            driver: Mutex::new(None),
+            dead_letters: inner.dead_letters.clone(),
+        });
+        let context = DriverContext {
+            subscription: subscription.clone(),
+            timeout: inner.config.operation_timeout,
+        };
+        let consumer: BaseConsumer<DriverContext> = inner
+            .config
+            .consumer(&group_id)
+            .create_with_context(context)
+            .map_err(|e| classify("consumer creation", e))?;
+        consumer
+            .subscribe(&[topic])
+            .map_err(|e| classify("subscribe", e))?;
+        let driver = {
+            let (subscription, config) = (subscription.clone(), inner.config.clone());
+            std::thread::Builder::new()
+                .name(format!("mq-kafka-{topic}"))
+                .spawn(move || drive(subscription, consumer, config))
+                .map_err(|e| Error::unavailable("cannot start the consumer thread", e))?
+        };
+        *lock(&subscription.driver) = Some(driver);
+        {
+            let mut subscriptions = lock(&inner.subscriptions);
+            subscriptions.retain(|s| !s.stop.is_cancelled());
+            subscriptions.push(subscription.clone());
+        }
+
+        // Wait until the group has given this member its partitions.
+        let deadline = tokio::time::Instant::now() + inner.config.join_timeout;
+        loop {
+            let notified = subscription.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if subscription.state().joined || subscription.stop.is_cancelled() {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                tracing::warn!(
+                    topic,
+                    group,
+                    "no partition assignment yet; continuing in the background"
+                );
+                break;
+            }
+        }
+
+        let guard = StreamGuard(subscription);
+        let stream = futures::stream::unfold(guard, |guard| async move {
+            let item = next_delivery(&guard.0).await?;
+            Some((item, guard))
+        });
+        Ok(Box::pin(stream))
+    }
+
+    async fn health(&self) -> Result<()> {
+        self.inner.admin.health().await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.closed.cancel();
+        let subscriptions = std::mem::take(&mut *lock(&self.inner.subscriptions));
+        let drivers: Vec<JoinHandle<()>> = subscriptions
+            .iter()
+            .filter_map(|s| lock(&s.driver).take())
+            .collect();
+        for subscription in &subscriptions {
+            subscription.notify.notify_waiters();
+        }
+        tokio::task::spawn_blocking(move || {
+            for driver in drivers {
+                if driver.join().is_err() {
+                    tracing::error!("a kafka consumer thread panicked");
+                }
+            }
+        })
+        .await
+        .map_err(|e| Error::unavailable("waiting for the consumer threads failed", e))
+    }
+}
+
+/// Settles one delivery against its partition's tracker.
+struct KafkaAcknowledger {
+    subscription: Arc<Subscription>,
+    partition: i32,
+    offset: i64,
+    epoch: u64,
+    message: Message,
+}
+
+#[async_trait]
+impl Acknowledger for KafkaAcknowledger {
+    async fn settle(self: Box<Self>, settlement: Settlement) -> Result<()> {
+        let Self {
+            subscription,
+            partition,
+            offset,
+            epoch,
+            message,
+        } = *self;
+        match settlement {
+            Settlement::Ack => {
+                if !subscription.ack(partition, offset, epoch) {
+                    tracing::debug!(topic = %subscription.topic, partition, offset,
+                        "ack of a record of a revoked partition ignored; its new owner gets it again");
+                }
+                Ok(())
+            }
+            Settlement::Nack(Nack::Requeue) => {
+                subscription.requeue(partition, offset, epoch, message);
+                Ok(())
+            }
+            Settlement::Nack(Nack::DeadLetter { reason, attempts }) => {
+                if !subscription.is_in_flight(partition, offset, epoch) {
+                    // Revoked: the new owner handles (and dead-letters) it again.
+                    return Ok(());
+                }
+                let topic = &subscription.topic;
+                let dead = message.dead_letter(topic, &reason, attempts);
+                let published = match subscription.dead_letters.producer() {
+                    Ok(producer) => producer.publish(&dead_letter_topic(topic), &dead).await,
+                    Err(error) => Err(error),
+                };
+                match published {
+                    Ok(()) => {
+                        subscription.ack(partition, offset, epoch);
+                        Ok(())
+                    }
+                    Err(error) => {
+                        subscription.requeue(partition, offset, epoch, message);
+                        Err(error)
+                    }
+                }
+            }
+        }
+    }
+
+    fn abandon(self: Box<Self>) {
+        self.subscription
+            .requeue(self.partition, self.offset, self.epoch, self.message);
+    }
+}
