@@ -14,7 +14,12 @@ pub fn classify(operation: &str, error: KafkaError) -> Error {
         KafkaError::Canceled => return Error::unavailable(message, error),
         _ => {}
     }
-    let Some(code) = error.rdkafka_error_code() else {
+    let code = match &error {
+        // rdkafka does not report the code of admin operations through `rdkafka_error_code`.
+        KafkaError::AdminOp(code) => Some(*code),
+        _ => error.rdkafka_error_code(),
+    };
+    let Some(code) = code else {
         return Error::backend(message, Retry::Transient, error);
     };
     match code {
