@@ -965,6 +965,106 @@ async fn postgres_concurrent_start_ups_migrate_once() {
     }
 }
 
+/// The server ends the store's connection (as on a restart or failover). A call running on it
+/// fails with `Unavailable`; with `test_before_acquire` (the default) the pool replaces a dead
+/// idle connection before using it, so the next call succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_killed_connection() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let (admin, schema) = common::create_pg_schema(&url).await;
+    let options = StoreOptions {
+        schema: Some(schema.clone()),
+        max_connections: 1,
+        min_connections: 1,
+        ..StoreOptions::default()
+    };
+    let store = Store::connect(&url, options).await.unwrap();
+    let backend_pid = |store: Store| async move {
+        store
+            .connection()
+            .query_one(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT pg_backend_pid() AS pid",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i32>("", "pid")
+            .unwrap()
+    };
+    let kill = |pid: i32| {
+        let admin = admin.clone();
+        async move {
+            admin
+                .execute_unprepared(&format!("SELECT pg_terminate_backend({pid})"))
+                .await
+                .unwrap();
+            // pg_terminate_backend only signals; wait until the backend is gone.
+            for _ in 0..100 {
+                let alive = admin
+                    .query_one(Statement::from_string(
+                        DbBackend::Postgres,
+                        format!("SELECT 1 AS one FROM pg_stat_activity WHERE pid = {pid}"),
+                    ))
+                    .await
+                    .unwrap();
+                if alive.is_none() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("backend {pid} did not exit");
+        }
+    };
+
+    // 1. Killed while a call runs on it: hold a lock so get_user waits, then end its backend.
+    let pid = backend_pid(store.clone()).await;
+    let holder = sea_orm::TransactionTrait::begin(&admin).await.unwrap();
+    holder
+        .execute_unprepared(&format!(
+            "LOCK TABLE \"{schema}\".users IN ACCESS EXCLUSIVE MODE"
+        ))
+        .await
+        .unwrap();
+    let call = tokio::spawn({
+        let store = store.clone();
+        async move { store.get_user(1).await }
+    });
+    let mut waiting = false;
+    for _ in 0..100 {
+        waiting = admin
+            .query_one(Statement::from_string(
+                DbBackend::Postgres,
+                format!("SELECT 1 AS one FROM pg_stat_activity WHERE pid = {pid} AND wait_event_type = 'Lock'"),
+            ))
+            .await
+            .unwrap()
+            .is_some();
+        if waiting {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    kill(pid).await;
+    let during = call.await.unwrap();
+    holder.rollback().await.unwrap();
+
+    // 2. Killed while idle in the pool: the checkout ping notices and reconnects.
+    store.ping().await.unwrap();
+    let pid = backend_pid(store.clone()).await;
+    kill(pid).await;
+    let after = store.get_user(1).await;
+
+    store.close().await.unwrap();
+    common::drop_pg_schema(admin, &schema).await;
+    assert!(waiting, "get_user was blocked on the lock");
+    let err = during.unwrap_err();
+    assert!(matches!(err, RepoError::Unavailable(_)), "{err:?}");
+    assert_eq!(after, Ok(None));
+}
+
 #[tokio::test]
 async fn postgres_missing_schema_is_created() {
     let Some(url) = common::database_url() else {
