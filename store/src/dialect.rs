@@ -4,16 +4,65 @@
 //! - claiming outbox rows: PostgreSQL locks them with `FOR UPDATE SKIP LOCKED` and uses the
 //!   server clock; SQLite serialises writers, so the same `UPDATE … RETURNING` is atomic there,
 //!   with the lease computed from the application clock (one relay per database file);
-//! - connection settings (SQLite pragmas, PostgreSQL `search_path`);
+//! - connection settings (SQLite file, pragmas and one writer at a time; PostgreSQL
+//!   `search_path` and creating the schema);
 //! - the lock that keeps two processes from migrating at once.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+use sea_orm::{ConnectOptions, ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
 use crate::entities::StoredPrice;
+use crate::StoreOptions;
+
+/// Longest lease a claim takes (longer ones are cut to this).
+const MAX_LEASE: Duration = Duration::from_secs(24 * 3600);
+
+/// Backend-specific connection settings, chosen from the URL before connecting.
+pub(crate) fn configure(opt: &mut ConnectOptions, url: &str, options: &StoreOptions) {
+    if let Some(schema) = &options.schema {
+        // Ignored by SQLite.
+        opt.set_schema_search_path(quote_ident(schema));
+    }
+    #[cfg(feature = "sqlite")]
+    if url.starts_with("sqlite:") {
+        create_sqlite_dir(url);
+        let busy = options.acquire_timeout;
+        opt.map_sqlx_sqlite_opts(move |o| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            o.create_if_missing(true)
+                .foreign_keys(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(busy)
+        });
+    }
+    #[cfg(not(feature = "sqlite"))]
+    let _ = url;
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Creates the directory of a SQLite file URL, best effort (connecting reports real problems).
+#[cfg(feature = "sqlite")]
+fn create_sqlite_dir(url: &str) {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.contains(":memory:") {
+        return;
+    }
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        if !dir.as_os_str().is_empty() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+    }
+}
 
 /// Largest price `numeric(12,2)` holds.
 pub(crate) const MAX_PRICE_CENTS: i64 = 999_999_999_999;
@@ -34,6 +83,12 @@ impl Dialect {
                 "unsupported database backend {other:?}"
             ))),
         }
+    }
+
+    /// `true` when the database admits one writer at a time (SQLite), so the store queues its
+    /// writers in-process.
+    pub(crate) fn single_writer(self) -> bool {
+        self == Dialect::Sqlite
     }
 
     fn backend(self) -> DbBackend {
@@ -75,7 +130,7 @@ impl Dialect {
     /// The statement that claims up to `limit` free unpublished outbox rows for `lease` and
     /// returns them (in any order).
     pub(crate) fn claim_outbox(self, limit: u32, lease: Duration, now: DateTime<Utc>) -> Statement {
-        let lease_us = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
+        let lease_us = i64::try_from(lease.min(MAX_LEASE).as_micros()).unwrap_or(i64::MAX);
         match self {
             Dialect::Postgres => Statement::from_sql_and_values(
                 self.backend(),
@@ -127,9 +182,11 @@ impl Dialect {
             .await?
             .is_some();
         if !exists {
-            let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
-            db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))
-                .await?;
+            db.execute_unprepared(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                quote_ident(schema)
+            ))
+            .await?;
         }
         Ok(())
     }

@@ -85,22 +85,7 @@ impl Store {
             .acquire_timeout(options.acquire_timeout)
             .sqlx_logging(options.log_statements)
             .test_before_acquire(options.test_before_acquire);
-        if let Some(schema) = &options.schema {
-            opt.set_schema_search_path(quote_ident(schema));
-        }
-        #[cfg(feature = "sqlite")]
-        if is_sqlite(url) {
-            create_sqlite_dir(url);
-            let busy = options.acquire_timeout;
-            opt.map_sqlx_sqlite_opts(move |o| {
-                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-                o.create_if_missing(true)
-                    .foreign_keys(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(busy)
-            });
-        }
+        crate::dialect::configure(&mut opt, url, &options);
         let db = Database::connect(opt).await.map_err(repo_err)?;
         let mut store = Store::new(db)?;
         store.write_timeout = options.acquire_timeout;
@@ -120,7 +105,7 @@ impl Store {
     /// Wraps a connection opened elsewhere. Does not migrate; see [`migrate`].
     pub fn new(db: DatabaseConnection) -> Result<Store, RepoError> {
         let dialect = Dialect::of(&db).map_err(repo_err)?;
-        let writer = (dialect == Dialect::Sqlite).then(|| Arc::new(Mutex::new(())));
+        let writer = dialect.single_writer().then(|| Arc::new(Mutex::new(())));
         Ok(Store {
             db,
             dialect,
@@ -173,30 +158,4 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), RepoError> {
 pub(crate) fn now() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-#[cfg(feature = "sqlite")]
-fn is_sqlite(url: &str) -> bool {
-    url.starts_with("sqlite:")
-}
-
-/// Creates the directory of a SQLite file URL, best effort (connecting reports real problems).
-#[cfg(feature = "sqlite")]
-fn create_sqlite_dir(url: &str) {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:");
-    let path = path.split('?').next().unwrap_or_default();
-    if path.is_empty() || path.contains(":memory:") {
-        return;
-    }
-    if let Some(dir) = std::path::Path::new(path).parent() {
-        if !dir.as_os_str().is_empty() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-    }
 }
