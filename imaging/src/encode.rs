@@ -45,3 +45,30 @@ fn encode_webp(_pixels: &Pixels, _quality: u8) -> Result<Vec<u8>, ImagingError> 
         reason: "WebP output needs the `webp` feature of the imaging crate".into(),
     })
 }
+
+#[cfg(all(test, feature = "webp"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webp_output_is_lossy_webp() {
+        let pixels = Pixels {
+            width: 64,
+            height: 48,
+            layout: Layout::Rgb,
+            data: (0..64 * 48 * 3).map(|i| (i % 251) as u8).collect(),
+        };
+        let out = encode(&pixels, OutputFormat::WebP, 80).unwrap();
+        assert_eq!(&out[0..4], b"RIFF");
+        assert_eq!(&out[8..16], b"WEBPVP8 ", "lossy bitstream");
+        let back = image::load_from_memory(&out).unwrap();
+        assert_eq!((back.width(), back.height()), (64, 48));
+        let gray = Pixels {
+            width: 8,
+            height: 8,
+            layout: Layout::Gray,
+            data: vec![128; 64],
+        };
+        assert!(encode(&gray, OutputFormat::WebP, 80).is_ok());
+    }
+}
