@@ -5,7 +5,9 @@
 //! cargo run --release --example pipeline
 //! ```
 //!
-//! Every setting can be changed by flag or environment variable (`--help`).
+//! Every setting can be changed by flag or environment variable (`--help`). Image URLs that resolve
+//! to private or loopback addresses are refused unless `ALLOW_PRIVATE_IMAGE_HOSTS=true` (needed for
+//! images served from this machine, e.g. by `loadgen`).
 
 use clap::Parser;
 use product_pipeline::app::{self, Roles};
@@ -15,13 +17,7 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     app::init_tracing();
-    let mut config = Config::parse();
-    if std::env::var_os("ALLOW_PRIVATE_IMAGE_HOSTS").is_none()
-        && !std::env::args().any(|a| a.starts_with("--allow-private"))
-    {
-        // The walk-through serves images from this machine; a deployment sets this explicitly.
-        config.allow_private_image_hosts = true;
-    }
+    let config = Config::parse();
     let shutdown = CancellationToken::new();
     let running = match app::start(&config, Roles::ALL, shutdown.clone()).await {
         Ok(running) => running,

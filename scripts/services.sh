@@ -62,7 +62,8 @@ case "${1:-}" in
     print_env
     ;;
   stop)
-    if [ -x "$here/kafka.sh" ]; then "$here/kafka.sh" stop >&2 || true; fi
+    # Only stops a broker kafka.sh started itself (it keeps a pid file).
+    if [ -x "$here/kafka.sh" ]; then env -u KAFKA_BROKERS "$here/kafka.sh" stop >&2 || true; fi
     ;;
   env) print_env ;;
   *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
