@@ -334,6 +334,10 @@ async fn private_addresses_are_refused_at_connect_time() {
         format!("http://[::1]:{}/secret.jpg", s.addr.port()),
         s.url_via("internal.test", "/secret.jpg"),
         s.url_via("localhost", "/secret.jpg"),
+        // Numeric spellings of 127.0.0.1 that URL parsing turns into IPv4 literals.
+        s.url_via("2130706433", "/secret.jpg"),
+        s.url_via("0x7f.1", "/secret.jpg"),
+        s.url_via("0.0.0.0", "/secret.jpg"),
     ] {
         let err = env.assert_failed(env.run(no_private_config(), &url).await, false);
         assert!(
