@@ -103,9 +103,11 @@ pub fn decode_scaled(
     );
     if let Err(e) = result {
         let msg = e.to_string();
-        let recoverable = msg.contains("Corrupt JPEG data") && !msg.contains("Premature end");
+        let lower = msg.to_ascii_lowercase();
+        let truncated = lower.contains("premature end");
+        let recoverable = lower.contains("corrupt jpeg data") && !truncated;
         if !recoverable {
-            return Err(if msg.contains("Premature end") {
+            return Err(if truncated {
                 ImagingError::Decode {
                     detail: "JPEG data ends early (truncated file)".into(),
                 }

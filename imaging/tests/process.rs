@@ -167,6 +167,39 @@ async fn server_error_is_transient_then_succeeds() {
 }
 
 #[tokio::test]
+async fn dropped_and_refused_connections_are_transient() {
+    let env = Env::new().await;
+    // A server that accepts and closes the connection without answering.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let closer = tokio::spawn(async move {
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            drop(socket);
+        }
+    });
+    let err = env.assert_failed(
+        env.run(test_config(), &format!("http://{addr}/x.jpg"))
+            .await,
+        true,
+    );
+    assert!(matches!(err, ImagingError::Network { .. }), "{err:?}");
+    closer.abort();
+
+    // Nobody listening: connection refused.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let err = env.assert_failed(
+        env.run(test_config(), &format!("http://127.0.0.1:{port}/x.jpg"))
+            .await,
+        true,
+    );
+    assert!(matches!(err, ImagingError::Network { .. }), "{err:?}");
+}
+
+#[tokio::test]
 async fn stalled_body_times_out() {
     let env = Env::new().await;
     let jpeg = photo_jpeg(300, 200, 80);
