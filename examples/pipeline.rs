@@ -12,33 +12,23 @@
 use clap::Parser;
 use product_pipeline::app::{self, Roles};
 use product_pipeline::Config;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     app::init_tracing();
     let config = Config::parse();
-    let shutdown = CancellationToken::new();
-    let running = match app::start(&config, Roles::ALL, shutdown.clone()).await {
-        Ok(running) => running,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let addr = running.http_addr.expect("the pipeline runs the API");
-    println!(
-        "product-pipeline listening on http://{addr}  (broker: {:?}, database: {})",
-        config.broker, config.database_url
-    );
-    println!("try:");
-    println!("  curl -s -X POST http://{addr}/users -H 'content-type: application/json' \\");
-    println!("       -d '{{\"name\":\"Ada\",\"mobile\":\"+4915112345678\",\"latitude\":52.52,\"longitude\":13.40}}'");
-    println!("  curl -s -X POST http://{addr}/products -H 'content-type: application/json' \\");
-    println!("       -d '{{\"user_id\":1,\"product_name\":\"Lamp\",\"product_images\":[\"https://example.com/lamp.jpg\"],\"product_price\":19.99}}'");
-    println!("  curl -s http://{addr}/products/1");
-    app::shutdown_signal().await;
-    shutdown.cancel();
-    running.wait().await;
-    std::process::ExitCode::SUCCESS
+    app::run_until_signal(&config, Roles::ALL, |running| {
+        let addr = running.http_addr.expect("the pipeline runs the API");
+        println!(
+            "product-pipeline listening on http://{addr}  (broker: {:?}, database: {})",
+            config.broker, config.database_url
+        );
+        println!("try:");
+        println!("  curl -s -X POST http://{addr}/users -H 'content-type: application/json' \\");
+        println!("       -d '{{\"name\":\"Ada\",\"mobile\":\"+4915112345678\",\"latitude\":52.52,\"longitude\":13.40}}'");
+        println!("  curl -s -X POST http://{addr}/products -H 'content-type: application/json' \\");
+        println!("       -d '{{\"user_id\":1,\"product_name\":\"Lamp\",\"product_images\":[\"https://example.com/lamp.jpg\"],\"product_price\":19.99}}'");
+        println!("  curl -s http://{addr}/products/1");
+    })
+    .await
 }

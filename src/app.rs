@@ -314,3 +314,26 @@ pub fn init_tracing() {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// What the example binaries do: starts `roles`, calls `on_started`, runs until SIGINT or
+/// SIGTERM, then stops gracefully. A start-up error is printed (naming the setting at fault) and
+/// turned into a failing exit code.
+pub async fn run_until_signal(
+    config: &Config,
+    roles: Roles,
+    on_started: impl FnOnce(&Running),
+) -> std::process::ExitCode {
+    let shutdown = CancellationToken::new();
+    let running = match start(config, roles, shutdown.clone()).await {
+        Ok(running) => running,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    on_started(&running);
+    shutdown_signal().await;
+    shutdown.cancel();
+    running.wait().await;
+    std::process::ExitCode::SUCCESS
+}

@@ -184,6 +184,32 @@ async fn publish_all(publisher: &dyn Publisher, topic: &str, messages: &[Message
     }
 }
 
+/// Acks every delivery of `stream` and reports its id to `record`, pausing `pause` after each,
+/// until `stop` is cancelled or the stream ends.
+async fn ack_until(
+    mut stream: DeliveryStream,
+    stop: CancellationToken,
+    pause: Duration,
+    record: impl Fn(String) + Send + 'static,
+) {
+    loop {
+        let delivery = tokio::select! {
+            () = stop.cancelled() => break,
+            next = stream.next() => match next {
+                Some(Ok(delivery)) => delivery,
+                Some(Err(_)) => continue,
+                None => break,
+            },
+        };
+        let id = delivery.message().id().to_owned();
+        delivery.ack().await.expect("ack");
+        record(id);
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
 /// Receives and acks until every id in `expected` was seen; returns how many times each id came.
 async fn receive_ids(
     stream: &mut DeliveryStream,
@@ -274,25 +300,16 @@ pub async fn concurrent_publishers_and_subscribers(
     let mut consumers = Vec::new();
     for _ in 0..3 {
         let subscriber = factory.subscriber().await;
-        let mut stream = subscriber
+        let stream = subscriber
             .subscribe(&topic, &group)
             .await
             .expect("subscribe");
-        let (received, stop) = (received.clone(), stop.clone());
+        let received = received.clone();
+        let consume = ack_until(stream, stop.clone(), Duration::ZERO, move |id| {
+            *received.lock().unwrap().entry(id).or_default() += 1;
+        });
         consumers.push(tokio::spawn(async move {
-            loop {
-                let delivery = tokio::select! {
-                    () = stop.cancelled() => break,
-                    next = stream.next() => match next {
-                        Some(Ok(delivery)) => delivery,
-                        Some(Err(_)) => continue,
-                        None => break,
-                    },
-                };
-                let id = delivery.message().id().to_owned();
-                delivery.ack().await.expect("ack");
-                *received.lock().unwrap().entry(id).or_default() += 1;
-            }
+            consume.await;
             subscriber.close().await.expect("close");
         }));
     }
@@ -764,29 +781,22 @@ pub async fn consumer_group_splits_work(factory: &dyn BackendFactory, caps: &Cap
     let mut subscribers = Vec::new();
     for index in 0..2 {
         let subscriber = factory.subscriber().await;
-        let mut stream = subscriber
+        let stream = subscriber
             .subscribe(&topic, &group)
             .await
             .expect("subscribe");
         subscribers.push(subscriber);
-        let (counts, stop) = (counts.clone(), stop.clone());
-        consumers.push(tokio::spawn(async move {
-            loop {
-                let delivery = tokio::select! {
-                    () = stop.cancelled() => break,
-                    next = stream.next() => match next {
-                        Some(Ok(delivery)) => delivery,
-                        Some(Err(_)) => continue,
-                        None => break,
-                    },
-                };
-                let id = delivery.message().id().to_owned();
-                delivery.ack().await.expect("ack");
+        let counts = counts.clone();
+        // Each member pauses a little after each message so the other gets a share even on a
+        // fast broker.
+        consumers.push(tokio::spawn(ack_until(
+            stream,
+            stop.clone(),
+            Duration::from_millis(2),
+            move |id| {
                 *counts.lock().unwrap()[index].entry(id).or_default() += 1;
-                // Hold on a little so the other member gets a share even on a fast broker.
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        }));
+            },
+        )));
     }
     let publisher = factory.publisher().await;
     let mut ids = HashSet::new();
