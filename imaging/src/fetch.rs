@@ -196,7 +196,6 @@ impl Fetcher {
             .connect_timeout(config.connect_timeout)
             .timeout(config.total_timeout)
             .user_agent(config.user_agent.clone())
-            .https_only(false)
             .build()
             .map_err(|e| ImagingError::Config {
                 setting: "http client",
