@@ -8,6 +8,10 @@
 //!
 //! - `publish/*`: one iteration publishes a batch of [`BATCH`] persistent, mandatory messages
 //!   spread round robin over [`CHANNELS`] confirm channels and waits for every confirm.
+//! - After the criterion groups, paired rounds (adapter and lapin alternating) print median rates
+//!   and ratios that are robust against background load (`PAIRED_ROUNDS`, default 20; 0 skips).
+//!   `cargo bench -p mq-rabbit --bench rabbit_throughput -- paired-only` runs only those (the
+//!   filter matches no criterion benchmark).
 //! - `consume/*`: one iteration consumes and acks (one by one) [`BATCH`] messages that were put
 //!   in the queue beforehand; subscribing (declare + qos + consume) is inside the timing for
 //!   both sides.
@@ -339,7 +343,7 @@ fn paired(runtime: &Runtime, setup: &Setup) {
     let rounds: usize = std::env::var("PAIRED_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(20);
     if rounds == 0 {
         return;
     }
@@ -349,7 +353,7 @@ fn paired(runtime: &Runtime, setup: &Setup) {
             let topic = format!("bench.{name}.{size}");
             let queue = runtime.block_on(declare(&setup.control, &topic));
             let batch = messages(size);
-            let (mut adapter, mut raw) = (Vec::new(), Vec::new());
+            let (mut adapter, mut raw, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
             runtime.block_on(async {
                 for round in 0..rounds {
                     let order = if round % 2 == 0 {
@@ -357,21 +361,27 @@ fn paired(runtime: &Runtime, setup: &Setup) {
                     } else {
                         [Side::Raw, Side::Adapter]
                     };
+                    let (mut a, mut r) = (0.0, 0.0);
                     for side in order {
                         let elapsed = once(setup, op, side, &topic, &queue, &batch).await;
                         let rate = BATCH as f64 / elapsed.as_secs_f64();
                         match side {
-                            Side::Adapter => adapter.push(rate),
-                            Side::Raw => raw.push(rate),
+                            Side::Adapter => a = rate,
+                            Side::Raw => r = rate,
                         }
                     }
+                    adapter.push(a);
+                    raw.push(r);
+                    ratios.push(a / r);
                 }
                 purge(&setup.control, &queue).await;
             });
             let (a, r) = (median(&mut adapter), median(&mut raw));
             eprintln!(
-                "paired {name:<7} {size:>5} B: mq-rabbit {a:>8.0}/s  lapin {r:>8.0}/s  ratio {:.2}",
-                a / r
+                "paired {name:<7} {size:>5} B: mq-rabbit {a:>8.0}/s  lapin {r:>8.0}/s  \
+                 ratio of medians {:.2}  median of round ratios {:.2}",
+                a / r,
+                median(&mut ratios)
             );
         }
     }

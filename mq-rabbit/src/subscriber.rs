@@ -123,6 +123,7 @@ impl Subscriber for RabbitSubscriber {
 
 /// One consumer on one channel of one session.
 struct Active {
+    handle: tokio::runtime::Handle,
     session: Arc<Session>,
     channel: Channel,
     consumer: Option<Consumer>,
@@ -141,10 +142,9 @@ impl Drop for Active {
         }
         let channel = self.channel.clone();
         let tag = self.consumer_tag.clone();
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return; // the channel closes with its last handle and the broker requeues
-        };
-        handle.spawn(async move {
+        // On the subscriber's runtime, even when the stream is dropped elsewhere. If that runtime
+        // is gone, the channel closes with its last handle and the broker requeues.
+        self.handle.spawn(async move {
             let cleanup = async {
                 channel
                     .basic_cancel(&tag, BasicCancelOptions::default())
@@ -192,7 +192,7 @@ impl Subscription {
         let queue =
             topology::declare_group_queue(&channel, config, &self.topic, &self.group).await?;
         channel
-            .basic_qos(config.prefetch, BasicQosOptions { global: false })
+            .basic_qos(config.prefetch.max(1), BasicQosOptions { global: false })
             .await
             .map_err(|e| lapin_error("setting the prefetch", e))?;
         let consumer = channel
@@ -208,6 +208,7 @@ impl Subscription {
             .await
             .map_err(|e| lapin_error(&format!("consuming queue `{queue}`"), e))?;
         self.active = Some(Active {
+            handle: self.link.handle().clone(),
             session: session.clone(),
             channel,
             consumer: Some(consumer),
