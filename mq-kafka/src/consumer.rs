@@ -131,6 +131,8 @@ struct Subscription {
     /// Some partition is paused for flow control: the driver polls more often to resume it.
     any_paused: AtomicBool,
     driver: Mutex<Option<JoinHandle<()>>>,
+    /// Receives once the driver has left the group (or ended).
+    left: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
     dead_letters: Arc<DeadLetters>,
 }
 
@@ -770,10 +772,19 @@ fn drive(
 struct StreamGuard(Arc<Subscription>);
 
 impl Drop for StreamGuard {
+    /// Stops the driver and waits (briefly) until it has committed and left the group, so a
+    /// member that replaces this one right after the drop joins a group that is not mid-leave.
     fn drop(&mut self) {
         self.0.stop.cancel();
+        let left = lock(&self.0.left).take();
+        if let Some(left) = left {
+            let _ = left.recv_timeout(LEAVE_WAIT);
+        }
     }
 }
+
+/// How long dropping a stream waits for its consumer to leave the group.
+const LEAVE_WAIT: Duration = Duration::from_secs(5);
 
 async fn next_delivery(subscription: &Arc<Subscription>) -> Option<Result<Delivery>> {
     loop {
@@ -806,6 +817,7 @@ impl Subscriber for KafkaSubscriber {
         }
         inner.admin.ensure(topic).await?;
         let group_id = inner.config.group_id(topic, group);
+        let (left_tx, left_rx) = std::sync::mpsc::channel();
         let subscription = Arc::new(Subscription {
             topic: topic.to_owned(),
             group_id: group_id.clone(),
@@ -816,6 +828,7 @@ impl Subscriber for KafkaSubscriber {
             stop: inner.closed.child_token(),
             any_paused: AtomicBool::new(false),
             driver: Mutex::new(None),
+            left: Mutex::new(Some(left_rx)),
             dead_letters: inner.dead_letters.clone(),
         });
         let context = DriverContext {
@@ -834,7 +847,10 @@ impl Subscriber for KafkaSubscriber {
             let (subscription, config) = (subscription.clone(), inner.config.clone());
             std::thread::Builder::new()
                 .name(format!("mq-kafka-{topic}"))
-                .spawn(move || drive(subscription, consumer, config))
+                .spawn(move || {
+                    drive(subscription, consumer, config);
+                    let _ = left_tx.send(());
+                })
                 .map_err(|e| Error::unavailable("cannot start the consumer thread", e))?
         };
         *lock(&subscription.driver) = Some(driver);

@@ -21,6 +21,9 @@ pub fn config() -> Option<KafkaConfig> {
             config.heartbeat_interval = Duration::from_millis(200);
             config.rebalance_timeout = Duration::from_secs(6);
             config.commit_interval = Duration::from_millis(50);
+            if let Ok(debug) = std::env::var("MQ_KAFKA_DEBUG") {
+                config = config.with_property("debug", debug);
+            }
             Some(config)
         }
         None if std::env::var("REQUIRE_SERVICES").as_deref() == Ok("1") => {

@@ -1,0 +1,365 @@
+//! Kafka-specific scenarios beyond the conformance kit: a member joining mid-stream, a consumer
+//! dropped with un-acked messages, and order per key under load with 4 partitions.
+//!
+//! Needs `KAFKA_BROKERS`; skipped with a printed reason when unset, unless `REQUIRE_SERVICES=1`.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use mq_core::testkit::unique;
+use mq_core::{Delivery, DeliveryStream, Message, Publisher, Subscriber};
+use mq_kafka::{KafkaConfig, KafkaPublisher, KafkaSubscriber, MESSAGE_ID_HEADER};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn next(stream: &mut DeliveryStream) -> Delivery {
+    loop {
+        match tokio::time::timeout(TIMEOUT, stream.next()).await {
+            Err(_) => panic!("no delivery within {TIMEOUT:?}"),
+            Ok(None) => panic!("the stream ended"),
+            Ok(Some(Err(error))) => eprintln!("subscription error: {error}"),
+            Ok(Some(Ok(delivery))) => return delivery,
+        }
+    }
+}
+
+fn messages(count: usize, keys: usize) -> Vec<Message> {
+    (0..count)
+        .map(|n| {
+            Message::new(format!("m{n}"))
+                .with_key(format!("k{}", n % keys))
+                .with_header("seq", (n / keys).to_string())
+        })
+        .collect()
+}
+
+/// Where each message id landed: `(partition, offset)`, read back with a plain rdkafka consumer.
+fn locate(config: &KafkaConfig, topic: &str, count: usize) -> HashMap<String, (i32, i64)> {
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", unique("locator"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader");
+    let mut list = TopicPartitionList::new();
+    for partition in 0..config.partitions {
+        list.add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    reader.assign(&list).expect("assign");
+    let mut found = HashMap::new();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while found.len() < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "could not read back the topic"
+        );
+        let Some(record) = reader.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let record = record.expect("read back");
+        let id = record
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == MESSAGE_ID_HEADER))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .expect("id header");
+        found.insert(id, (record.partition(), record.offset()));
+    }
+    found
+}
+
+/// The group's committed offset per partition (`None`: nothing committed).
+fn committed(config: &KafkaConfig, topic: &str, group_id: &str) -> HashMap<i32, Option<i64>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("offset reader");
+    let mut list = TopicPartitionList::new();
+    for partition in 0..config.partitions {
+        list.add_partition(topic, partition);
+    }
+    let list = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    list.elements()
+        .iter()
+        .map(|e| {
+            let offset = match e.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            };
+            (e.partition(), offset)
+        })
+        .collect()
+}
+
+/// The scenarios run one at a time: each measures group behaviour that a parallel scenario's
+/// load on the same single test broker would only slow down.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn config_with(partitions: i32) -> Option<KafkaConfig> {
+    common::config().map(|config| config.with_partitions(partitions))
+}
+
+/// A second member joins while the first is consuming and holds some deliveries un-acked: no
+/// commit ever passes a held message, and in the end every message was acked by someone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn member_joins_mid_stream_without_loss_or_early_commit() {
+    let _serial = SERIAL.lock().await;
+    let Some(config) = config_with(4) else { return };
+    let (topic, group) = (unique("join_mid_stream"), unique("group"));
+    const COUNT: usize = 400;
+    let sent = messages(COUNT, 16);
+    let all: HashSet<String> = sent.iter().map(|m| m.id().to_owned()).collect();
+    let publisher = KafkaPublisher::new(config.clone()).unwrap();
+    publisher.publish_batch(&topic, sent).await.unwrap();
+    let located = locate(&config, &topic, COUNT);
+
+    let acked = Arc::new(Mutex::new(HashSet::<String>::new()));
+    let held = Arc::new(Mutex::new(Vec::<Delivery>::new()));
+    let stop = CancellationToken::new();
+    // The first member holds some deliveries until the second member has joined.
+    let holding = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let first = KafkaSubscriber::new(config.clone()).unwrap();
+    let mut stream = first.subscribe(&topic, &group).await.unwrap();
+    let consume = |mut stream: DeliveryStream, hold: bool| {
+        let (acked, held, stop, holding) =
+            (acked.clone(), held.clone(), stop.clone(), holding.clone());
+        tokio::spawn(async move {
+            let mut n = 0usize;
+            loop {
+                let delivery = tokio::select! {
+                    () = stop.cancelled() => break,
+                    next = stream.next() => match next {
+                        Some(Ok(delivery)) => delivery,
+                        Some(Err(_)) => continue,
+                        None => break,
+                    },
+                };
+                n += 1;
+                if hold
+                    && n % 10 == 5
+                    && holding.load(std::sync::atomic::Ordering::SeqCst)
+                    && held.lock().unwrap().len() < 5
+                {
+                    held.lock().unwrap().push(delivery);
+                    continue;
+                }
+                let id = delivery.message().id().to_owned();
+                delivery.ack().await.unwrap();
+                acked.lock().unwrap().insert(id);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    // Let the first member make progress alone.
+    let first_task = {
+        let probe = next(&mut stream).await;
+        drop(probe); // handed back at once: comes again
+        consume(stream, true)
+    };
+    while acked.lock().unwrap().len() < 100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let second = KafkaSubscriber::new(config.clone()).unwrap();
+    let second_stream = second.subscribe(&topic, &group).await.unwrap();
+    let second_task = consume(second_stream, false);
+    // Give the group a moment to settle and the commits to go out.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Nothing committed early: every offset below a group commit was acked by some member.
+    // (Commits first: an offset is committed only after its ack returned, and the ack is
+    // recorded right after it returns.)
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the first member held some deliveries"
+    );
+    let commits = committed(&config, &topic, &config.group_id(&topic, &group));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let acked_now = acked.lock().unwrap().clone();
+    for (id, (partition, offset)) in &located {
+        if let Some(Some(commit)) = commits.get(partition) {
+            assert!(
+                offset >= commit || acked_now.contains(id),
+                "partition {partition}: committed {commit} past un-acked offset {offset}"
+            );
+        }
+    }
+    assert!(
+        commits.values().any(Option::is_some),
+        "acked work was committed: {commits:?}"
+    );
+
+    // The held deliveries are given up: they must be delivered again and acked.
+    holding.store(false, std::sync::atomic::Ordering::SeqCst);
+    held.lock().unwrap().clear();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let missing = all.difference(&acked.lock().unwrap()).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{missing} messages were never acked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    first_task.await.unwrap();
+    second_task.await.unwrap();
+    first.close().await.unwrap();
+    second.close().await.unwrap();
+
+    // Everything done is committed in the end.
+    let mut ends: HashMap<i32, i64> = HashMap::new();
+    for (partition, offset) in located.values() {
+        let end = ends.entry(*partition).or_default();
+        *end = (*end).max(offset + 1);
+    }
+    let commits = committed(&config, &topic, &config.group_id(&topic, &group));
+    for (partition, end) in ends {
+        assert_eq!(
+            commits.get(&partition).copied().flatten(),
+            Some(end),
+            "partition {partition} fully committed"
+        );
+    }
+}
+
+/// A consumer dropped (no close) with un-acked deliveries: a new member gets exactly the
+/// messages that were not acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dropped_consumer_hands_unacked_messages_to_the_next() {
+    let _serial = SERIAL.lock().await;
+    let Some(config) = config_with(2) else { return };
+    let (topic, group) = (unique("dropped_consumer"), unique("group"));
+    let sent = messages(50, 50);
+    let publisher = KafkaPublisher::new(config.clone()).unwrap();
+    publisher.publish_batch(&topic, sent.clone()).await.unwrap();
+
+    let mut acked = HashSet::new();
+    {
+        let first: Arc<dyn Subscriber> = Arc::new(KafkaSubscriber::new(config.clone()).unwrap());
+        let mut stream = first.subscribe(&topic, &group).await.unwrap();
+        let mut held = Vec::new();
+        for n in 0..20 {
+            let delivery = next(&mut stream).await;
+            if n % 2 == 0 {
+                acked.insert(delivery.message().id().to_owned());
+                delivery.ack().await.unwrap();
+            } else {
+                held.push(delivery);
+            }
+        }
+        // Everything is dropped without close: stream, held deliveries, subscriber.
+    }
+
+    let second = KafkaSubscriber::new(config.clone()).unwrap();
+    let mut stream = second.subscribe(&topic, &group).await.unwrap();
+    let expected: HashSet<String> = sent
+        .iter()
+        .map(|m| m.id().to_owned())
+        .filter(|id| !acked.contains(id))
+        .collect();
+    let mut seen = HashSet::new();
+    while !expected.is_subset(&seen) {
+        let delivery = next(&mut stream).await;
+        let id = delivery.message().id().to_owned();
+        assert!(!acked.contains(&id), "acked message {id} came back");
+        seen.insert(id);
+        delivery.ack().await.unwrap();
+    }
+    assert_eq!(seen, expected);
+    second.close().await.unwrap();
+}
+
+/// 10 000 messages over 16 keys and 4 partitions, handled 32 at a time with out-of-order acks
+/// and some requeues: each key's messages are handed out strictly in publish order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_thousand_messages_keep_order_per_key() {
+    let _serial = SERIAL.lock().await;
+    let Some(config) = config_with(4) else { return };
+    const COUNT: usize = 10_000;
+    const KEYS: usize = 16;
+    let (topic, group) = (unique("order_10k"), unique("group"));
+    let subscriber = KafkaSubscriber::new(config.clone()).unwrap();
+    let stream = subscriber.subscribe(&topic, &group).await.unwrap();
+    let publisher = KafkaPublisher::new(config.clone()).unwrap();
+    publisher
+        .publish_batch(&topic, messages(COUNT, KEYS))
+        .await
+        .unwrap();
+
+    // Per key: how many were acked, and whether one is in flight.
+    let progress = Arc::new(Mutex::new(HashMap::<String, (u64, bool)>::new()));
+    let handled = stream
+        .take_while(|item| futures::future::ready(item.is_ok()))
+        .map(|item| {
+            let delivery = item.unwrap();
+            let key = delivery.message().key().unwrap().to_owned();
+            let seq: u64 = delivery.message().header("seq").unwrap().parse().unwrap();
+            let mut progress_now = progress.lock().unwrap();
+            let (done, in_flight) = progress_now.entry(key.clone()).or_default();
+            assert!(!*in_flight, "key {key}: two messages in flight at once");
+            assert_eq!(seq, *done, "key {key}: got #{seq} after {done} acked");
+            *in_flight = true;
+            drop(progress_now);
+            let progress = progress.clone();
+            async move {
+                tokio::time::sleep(Duration::from_micros(fastrand::u64(0..500))).await;
+                let requeue = delivery.attempt() == 1 && fastrand::u8(0..100) == 0;
+                let mut progress_now = progress.lock().unwrap();
+                let entry = progress_now.get_mut(&key).unwrap();
+                entry.1 = false;
+                if !requeue {
+                    entry.0 += 1;
+                }
+                drop(progress_now);
+                if requeue {
+                    delivery.requeue().await.unwrap();
+                } else {
+                    delivery.ack().await.unwrap();
+                }
+            }
+        })
+        .buffer_unordered(32);
+    tokio::pin!(handled);
+    let all_done = async {
+        loop {
+            handled.next().await.expect("stream ended early");
+            let total: u64 = progress
+                .lock()
+                .unwrap()
+                .values()
+                .map(|(done, _)| done)
+                .sum();
+            if total == COUNT as u64 {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), all_done)
+        .await
+        .expect("all 10 000 messages handled in time");
+    let progress = progress.lock().unwrap();
+    assert_eq!(progress.len(), KEYS);
+    assert!(progress
+        .values()
+        .all(|(done, _)| *done == (COUNT / KEYS) as u64));
+    drop(progress);
+    subscriber.close().await.unwrap();
+    publisher.close().await.unwrap();
+}
