@@ -321,13 +321,14 @@ async fn ten_thousand_messages_keep_order_per_key() {
             async move {
                 tokio::time::sleep(Duration::from_micros(fastrand::u64(0..500))).await;
                 let requeue = delivery.attempt() == 1 && fastrand::u8(0..100) == 0;
-                let mut progress_now = progress.lock().unwrap();
-                let entry = progress_now.get_mut(&key).unwrap();
-                entry.1 = false;
-                if !requeue {
-                    entry.0 += 1;
+                {
+                    let mut progress_now = progress.lock().unwrap();
+                    let entry = progress_now.get_mut(&key).unwrap();
+                    entry.1 = false;
+                    if !requeue {
+                        entry.0 += 1;
+                    }
                 }
-                drop(progress_now);
                 if requeue {
                     delivery.requeue().await.unwrap();
                 } else {
@@ -354,12 +355,13 @@ async fn ten_thousand_messages_keep_order_per_key() {
     tokio::time::timeout(Duration::from_secs(120), all_done)
         .await
         .expect("all 10 000 messages handled in time");
-    let progress = progress.lock().unwrap();
-    assert_eq!(progress.len(), KEYS);
-    assert!(progress
-        .values()
-        .all(|(done, _)| *done == (COUNT / KEYS) as u64));
-    drop(progress);
+    {
+        let progress = progress.lock().unwrap();
+        assert_eq!(progress.len(), KEYS);
+        assert!(progress
+            .values()
+            .all(|(done, _)| *done == (COUNT / KEYS) as u64));
+    }
     subscriber.close().await.unwrap();
     publisher.close().await.unwrap();
 }
