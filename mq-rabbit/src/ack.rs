@@ -19,9 +19,9 @@ use crate::topology;
 /// a requeue then is already done.
 pub(crate) struct RabbitAcknowledger {
     pub(crate) session: Arc<Session>,
-    pub(crate) channel: Channel,
+    pub(crate) channel: Arc<Channel>,
     pub(crate) delivery_tag: u64,
-    pub(crate) topic: String,
+    pub(crate) topic: Arc<str>,
     pub(crate) message: Message,
     pub(crate) handle: Handle,
 }

@@ -90,7 +90,7 @@ impl Subscriber for RabbitSubscriber {
         let number = self.subscriptions.fetch_add(1, Ordering::Relaxed);
         let mut subscription = Subscription {
             link: self.link.clone(),
-            topic: topic.to_owned(),
+            topic: Arc::from(topic),
             group: group.to_owned(),
             consumer_tag: format!("mq-rabbit.{}.{number}", std::process::id()),
             active: None,
@@ -125,7 +125,7 @@ impl Subscriber for RabbitSubscriber {
 struct Active {
     handle: tokio::runtime::Handle,
     session: Arc<Session>,
-    channel: Channel,
+    channel: Arc<Channel>,
     consumer: Option<Consumer>,
     consumer_tag: String,
 }
@@ -140,7 +140,7 @@ impl Drop for Active {
         if !self.channel.status().connected() {
             return;
         }
-        let channel = self.channel.clone();
+        let channel = Arc::clone(&self.channel);
         let tag = self.consumer_tag.clone();
         // On the subscriber's runtime, even when the stream is dropped elsewhere. If that runtime
         // is gone, the channel closes with its last handle and the broker requeues.
@@ -173,7 +173,7 @@ impl Drop for Active {
 
 struct Subscription {
     link: Link,
-    topic: String,
+    topic: Arc<str>,
     group: String,
     consumer_tag: String,
     active: Option<Active>,
@@ -210,7 +210,7 @@ impl Subscription {
         self.active = Some(Active {
             handle: self.link.handle().clone(),
             session: session.clone(),
-            channel,
+            channel: Arc::new(channel),
             consumer: Some(consumer),
             consumer_tag: self.consumer_tag.clone(),
         });
@@ -265,14 +265,14 @@ impl Subscription {
                     let attempt = codec::attempt(&delivery.properties, delivery.redelivered);
                     let acknowledger = RabbitAcknowledger {
                         session: active.session.clone(),
-                        channel: active.channel.clone(),
+                        channel: Arc::clone(&active.channel),
                         delivery_tag: delivery.delivery_tag,
-                        topic: self.topic.clone(),
+                        topic: Arc::clone(&self.topic),
                         message: message.clone(),
                         handle: self.link.handle().clone(),
                     };
                     return Some(Ok(Delivery::new(
-                        self.topic.clone(),
+                        &*self.topic,
                         message,
                         attempt,
                         Box::new(acknowledger),
