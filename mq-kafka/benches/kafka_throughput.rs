@@ -1,1 +1,246 @@
-fn main() {}
+//! Kafka throughput through our traits vs raw rdkafka doing the same work, at 16, 256 and 4096
+//! byte payloads:
+//!
+//! - `publish/{ours,raw}/SIZE`: N keyed messages with an id header, idempotent producer,
+//!   `acks=all`, `linger.ms=5`, all enqueued then every delivery report awaited
+//!   (`Publisher::publish_batch` vs `FutureProducer::send_result` + awaiting the futures);
+//! - `consume/{ours,raw}/SIZE`: a fresh consumer group reads N pre-published messages, copying
+//!   payload and headers out and acking / storing each offset, commits every 100 ms. Timed from
+//!   the first message to the last (the group join is not timed).
+//!
+//! Needs a broker: `scripts/kafka.sh start && KAFKA_BROKERS=127.0.0.1:9092 cargo bench -p mq-kafka`
+//! (without `KAFKA_BROKERS` it prints why and measures nothing).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use futures::StreamExt;
+use mq_core::{Message, Publisher, Subscriber};
+use mq_kafka::{KafkaConfig, KafkaPublisher, KafkaSubscriber, MESSAGE_ID_HEADER};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message as _};
+
+const SIZES: [usize; 3] = [16, 256, 4096];
+
+fn count(size: usize) -> usize {
+    if size >= 4096 {
+        4_000
+    } else {
+        10_000
+    }
+}
+
+fn unique(name: &str) -> String {
+    format!("bench.{name}.{:012x}", fastrand::u64(..) & 0xffff_ffff_ffff)
+}
+
+fn config(brokers: &str) -> KafkaConfig {
+    let mut config = KafkaConfig::new(brokers).with_partitions(4);
+    config.session_timeout = Duration::from_secs(6);
+    config.heartbeat_interval = Duration::from_millis(200);
+    config.rebalance_timeout = Duration::from_secs(6);
+    config
+}
+
+fn messages(n: usize, size: usize) -> Vec<Message> {
+    let payload = bytes::Bytes::from(vec![7u8; size]);
+    (0..n)
+        .map(|i| Message::new(payload.clone()).with_key((i % 64).to_string()))
+        .collect()
+}
+
+fn raw_producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("client.id", "product-pipeline")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("message.timeout.ms", "30000")
+        .set("compression.type", "none")
+        .create()
+        .expect("raw producer")
+}
+
+async fn raw_publish(producer: &FutureProducer, topic: &str, messages: &[Message]) {
+    let mut pending = Vec::with_capacity(messages.len());
+    for message in messages {
+        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: MESSAGE_ID_HEADER,
+            value: Some(message.id()),
+        });
+        let record = FutureRecord::<str, [u8]>::to(topic)
+            .payload(&message.payload()[..])
+            .key(message.key().unwrap())
+            .headers(headers);
+        match producer.send_result(record) {
+            Ok(delivery) => pending.push(delivery),
+            Err((error, _)) => panic!("raw enqueue failed: {error}"),
+        }
+    }
+    for delivery in pending {
+        delivery.await.unwrap().unwrap();
+    }
+}
+
+async fn ours_consume(config: &KafkaConfig, topic: &str, n: usize) -> Duration {
+    let subscriber = KafkaSubscriber::new(config.clone()).unwrap();
+    let mut stream = subscriber.subscribe(topic, &unique("g")).await.unwrap();
+    let first = stream.next().await.unwrap().unwrap();
+    let started = Instant::now();
+    first.ack().await.unwrap();
+    for _ in 1..n {
+        let delivery = stream.next().await.unwrap().unwrap();
+        std::hint::black_box(delivery.message().payload().len());
+        delivery.ack().await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    drop(stream);
+    subscriber.close().await.unwrap();
+    elapsed
+}
+
+async fn raw_consume(brokers: &str, topic: &str, n: usize) -> Duration {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("raw"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "200")
+        .create()
+        .expect("raw consumer");
+    consumer.subscribe(&[topic]).unwrap();
+    let mut started = None;
+    let mut last_commit = Instant::now();
+    for _ in 0..n {
+        let record = consumer.recv().await.unwrap();
+        started.get_or_insert_with(Instant::now);
+        // The same work as ours: copy payload, key and headers out, store the offset.
+        let payload = bytes::Bytes::copy_from_slice(record.payload().unwrap_or_default());
+        let key = record
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned());
+        let headers: Vec<(String, String)> = record
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                        (h.key.to_owned(), value.into_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        std::hint::black_box((payload.len(), key, headers));
+        consumer
+            .store_offset(record.topic(), record.partition(), record.offset() + 1)
+            .unwrap();
+        if last_commit.elapsed() >= Duration::from_millis(100) {
+            let _ = consumer.commit_consumer_state(CommitMode::Async);
+            last_commit = Instant::now();
+        }
+    }
+    let elapsed = started.unwrap().elapsed();
+    let _ = consumer.commit_consumer_state(CommitMode::Sync);
+    elapsed
+}
+
+fn throughput(c: &mut Criterion) {
+    let Some(brokers) = std::env::var("KAFKA_BROKERS")
+        .ok()
+        .filter(|b| !b.is_empty())
+    else {
+        eprintln!(
+            "kafka_throughput: KAFKA_BROKERS is not set (scripts/kafka.sh start); nothing measured"
+        );
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = config(&brokers);
+    let publisher = KafkaPublisher::new(config.clone()).unwrap();
+    let raw = raw_producer(&brokers);
+
+    let mut group = c.benchmark_group("kafka_publish");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    group.warm_up_time(Duration::from_secs(1));
+    for size in SIZES {
+        let n = count(size);
+        group.throughput(Throughput::Elements(n as u64));
+        let topic = unique(&format!("publish.{size}"));
+        runtime
+            .block_on(publisher.publish_batch(&topic, messages(1, size)))
+            .unwrap();
+        group.bench_function(BenchmarkId::new("ours", size), |b| {
+            b.to_async(&runtime).iter_batched(
+                || messages(n, size),
+                |batch| async { publisher.publish_batch(&topic, batch).await.unwrap() },
+                criterion::BatchSize::PerIteration,
+            )
+        });
+        group.bench_function(BenchmarkId::new("raw", size), |b| {
+            b.to_async(&runtime).iter_batched(
+                || messages(n, size),
+                |batch| {
+                    let (raw, topic) = (&raw, &topic);
+                    async move { raw_publish(raw, topic, &batch).await }
+                },
+                criterion::BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("kafka_consume");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    group.warm_up_time(Duration::from_secs(1));
+    for size in SIZES {
+        let n = count(size);
+        group.throughput(Throughput::Elements(n as u64));
+        let topic = unique(&format!("consume.{size}"));
+        runtime
+            .block_on(publisher.publish_batch(&topic, messages(n, size)))
+            .unwrap();
+        let config = Arc::new(config.clone());
+        group.bench_function(BenchmarkId::new("ours", size), |b| {
+            b.to_async(&runtime).iter_custom(|iterations| {
+                let (config, topic) = (config.clone(), topic.clone());
+                async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iterations {
+                        total += ours_consume(&config, &topic, n).await;
+                    }
+                    total
+                }
+            })
+        });
+        group.bench_function(BenchmarkId::new("raw", size), |b| {
+            b.to_async(&runtime).iter_custom(|iterations| {
+                let (brokers, topic) = (brokers.clone(), topic.clone());
+                async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iterations {
+                        total += raw_consume(&brokers, &topic, n).await;
+                    }
+                    total
+                }
+            })
+        });
+    }
+    group.finish();
+    runtime.block_on(publisher.close()).unwrap();
+}
+
+criterion_group!(benches, throughput);
+criterion_main!(benches);

@@ -48,8 +48,9 @@ pub struct KafkaConfig {
     /// How often acked offsets are committed (an acked prefix is also committed on revoke and
     /// on close).
     pub commit_interval: Duration,
-    /// Records fetched but not handed out yet, per partition, before the partition's fetching is
-    /// paused (bounds memory; resumed at half).
+    /// Records fetched but not handed out yet, per assigned partition, before the consumer stops
+    /// taking records from librdkafka (they wait in its bounded prefetch queue). A single
+    /// partition 4× over this (stuck behind a busy key) is paused until drained to it.
     pub max_buffered_per_partition: usize,
     /// Timeout of admin calls, synchronous commits, metadata requests and `health`.
     pub operation_timeout: Duration,

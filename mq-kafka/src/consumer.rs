@@ -603,16 +603,27 @@ impl Subscription {
         self.notify.notify_waiters();
     }
 
-    /// Pauses partitions with a full buffer and resumes drained ones.
+    /// Records buffered (fetched, not handed out) over all partitions.
+    fn buffered(&self) -> usize {
+        self.state()
+            .partitions
+            .values()
+            .map(|p| p.pending.len())
+            .sum()
+    }
+
+    /// Pauses a partition whose buffer is far over the limit (one partition stuck behind a
+    /// busy key while the others flow) and resumes it once drained to the limit.
     fn flow_control(&self, consumer: &BaseConsumer<DriverContext>, limit: usize) {
+        let hard = limit.saturating_mul(4);
         let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
         let mut state = self.state();
         let mut any_paused = false;
         for (&partition, ps) in state.partitions.iter_mut() {
-            if !ps.paused && ps.pending.len() >= limit {
+            if !ps.paused && ps.pending.len() >= hard {
                 ps.paused = true;
                 pause.add_partition(&self.topic, partition);
-            } else if ps.paused && ps.pending.len() <= limit / 2 {
+            } else if ps.paused && ps.pending.len() <= limit {
                 ps.paused = false;
                 resume.add_partition(&self.topic, partition);
             }
@@ -722,8 +733,15 @@ fn drive(
     let mut last_commit = Instant::now();
     let limit = config.max_buffered_per_partition.max(2);
     while !subscription.stop.is_cancelled() {
-        let wait = if subscription.any_paused.load(Ordering::Relaxed) {
-            Duration::from_millis(5)
+        // Back-pressure: with a full buffer, leave the records in librdkafka's (bounded) queue
+        // and only poll every few milliseconds, which still serves rebalance events.
+        let partitions = subscription.state().partitions.len().max(1);
+        let full = subscription.buffered() >= limit.saturating_mul(partitions);
+        if full {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let wait = if full || subscription.any_paused.load(Ordering::Relaxed) {
+            Duration::ZERO
         } else {
             Duration::from_millis(50)
         };
@@ -737,7 +755,7 @@ fn drive(
                 let mut batch = Vec::with_capacity(64);
                 batch.push(convert(&record));
                 drop(record);
-                while batch.len() < POLL_BATCH {
+                while !full && batch.len() < POLL_BATCH {
                     match consumer.poll(Duration::ZERO) {
                         Some(Ok(record)) => batch.push(convert(&record)),
                         Some(Err(error)) => {

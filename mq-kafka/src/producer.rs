@@ -146,9 +146,12 @@ impl ProducerInner {
                 }
             }
         }
-        futures::future::try_join_all(outstanding.into_iter().map(await_delivery))
-            .await
-            .map(drop)
+        // Reports arrive roughly in order: awaiting them one by one is cheaper than polling a
+        // join of thousands of futures.
+        for delivery in outstanding {
+            await_delivery(delivery).await?;
+        }
+        Ok(())
     }
 
     pub(crate) async fn close(&self) -> Result<()> {
