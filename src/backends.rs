@@ -18,6 +18,11 @@ pub async fn rabbit(
         ..RabbitConfig::new(&config.amqp_url)
     };
     let publisher = RabbitPublisher::connect(rabbit.clone()).await?;
+    // RabbitMQ routes only to queues that exist: declare the workers' queue now, so products
+    // announced before the first worker starts wait in it instead of bouncing back to the outbox.
+    publisher
+        .declare_group(&config.products_topic(), &config.consumer_group)
+        .await?;
     let subscriber = RabbitSubscriber::connect(rabbit).await?;
     Ok((Arc::new(publisher), Arc::new(subscriber)))
 }

@@ -184,6 +184,13 @@ async fn publish_all(publisher: &dyn Publisher, topic: &str, messages: &[Message
     }
 }
 
+/// Joins `group` on `topic` once and leaves again, the way a deployment creates its queues before
+/// the first publish: on brokers that route only to existing queues (RabbitMQ), messages
+/// published before the worker's own subscription is up are then kept for it.
+async fn declare_group(subscriber: &dyn Subscriber, topic: &str, group: &str) {
+    drop(subscriber.subscribe(topic, group).await.expect("subscribe"));
+}
+
 /// Acks every delivery of `stream` and reports its id to `record`, pausing `pause` after each,
 /// until `stop` is cancelled or the stream ends.
 async fn ack_until(
@@ -591,7 +598,7 @@ pub async fn continue_after_handler_errors(factory: &dyn BackendFactory, caps: &
                     let mut failures = failures.lock().unwrap();
                     let failed = failures.entry(message.id().to_owned()).or_default();
                     // Every third message fails twice before it succeeds.
-                    if seq % 3 == 0 && *failed < 2 {
+                    if seq.is_multiple_of(3) && *failed < 2 {
                         *failed += 1;
                         return Err(Error::transient(format!("flaky dependency for #{seq}")));
                     }
@@ -608,6 +615,7 @@ pub async fn continue_after_handler_errors(factory: &dyn BackendFactory, caps: &
         .with_config(quick_worker_config(4, 5))
     };
     let stats = worker.stats();
+    declare_group(subscriber.as_ref(), &topic, &group).await;
     let run = tokio::spawn(worker.run(shutdown.clone()));
     publish_all(factory.publisher().await.as_ref(), &topic, &messages).await;
     match tokio::time::timeout(caps.receive_timeout, run).await {
@@ -947,6 +955,7 @@ pub async fn worker_dead_letters(factory: &dyn BackendFactory, caps: &Capabiliti
     };
     let stats = worker.stats();
     let shutdown = CancellationToken::new();
+    declare_group(subscriber.as_ref(), &topic, &group).await;
     let run = tokio::spawn(worker.run(shutdown.clone()));
     let permanent = Message::new("permanent");
     let transient = Message::new("transient");
