@@ -156,12 +156,43 @@ struct PartitionState {
     epoch: u64,
     tracker: OffsetTracker,
     /// Records ready to be handed out (new or given back), by offset.
-    pending: BTreeMap<i64, Message>,
-    /// Records handed out and not settled, with their key.
-    in_flight: HashMap<i64, Option<String>>,
-    busy_keys: HashSet<String>,
-    attempts: HashMap<i64, u32>,
+    pending: BTreeMap<i64, Pending>,
+    /// Records handed out and not settled: their key hash and deliveries so far.
+    in_flight: BTreeMap<i64, InFlight>,
+    /// Hashes of the keys with a record in flight. A hash collision only makes an unrelated key
+    /// wait for a moment; it never reorders a key.
+    busy_keys: HashSet<u64>,
     paused: bool,
+}
+
+/// A fetched record waiting to be handed out.
+struct Pending {
+    message: Message,
+    key_hash: Option<u64>,
+    /// Deliveries so far (0 for a record never handed out).
+    attempts: u32,
+}
+
+impl Pending {
+    fn new(message: Message) -> Self {
+        let key_hash = message.key().map(|key| {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            key.hash(&mut hasher);
+            hasher.finish()
+        });
+        Self {
+            message,
+            key_hash,
+            attempts: 0,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct InFlight {
+    key_hash: Option<u64>,
+    attempts: u32,
 }
 
 impl PartitionState {
@@ -170,44 +201,48 @@ impl PartitionState {
             epoch,
             tracker,
             pending: BTreeMap::new(),
-            in_flight: HashMap::new(),
+            in_flight: BTreeMap::new(),
             busy_keys: HashSet::new(),
-            attempts: HashMap::new(),
             paused: false,
         }
     }
 
     /// Takes the oldest pending record whose key is not busy.
     fn take_next(&mut self) -> Option<(i64, Message, u32)> {
-        let offset = self
-            .pending
-            .iter()
-            .find(|(_, message)| {
-                message
-                    .key()
-                    .is_none_or(|key| !self.busy_keys.contains(key))
-            })
-            .map(|(&offset, _)| offset)?;
-        let message = self.pending.remove(&offset)?;
-        let key = message.key().map(str::to_owned);
-        if let Some(key) = &key {
-            self.busy_keys.insert(key.clone());
+        let offset = if self.busy_keys.is_empty() {
+            *self.pending.keys().next()?
+        } else {
+            self.pending
+                .iter()
+                .find(|(_, record)| {
+                    record
+                        .key_hash
+                        .is_none_or(|hash| !self.busy_keys.contains(&hash))
+                })
+                .map(|(&offset, _)| offset)?
+        };
+        let record = self.pending.remove(&offset)?;
+        if let Some(hash) = record.key_hash {
+            self.busy_keys.insert(hash);
         }
-        self.in_flight.insert(offset, key);
-        let attempt = self.attempts.entry(offset).or_insert(0);
-        *attempt += 1;
-        Some((offset, message, *attempt))
+        let attempts = record.attempts + 1;
+        self.in_flight.insert(
+            offset,
+            InFlight {
+                key_hash: record.key_hash,
+                attempts,
+            },
+        );
+        Some((offset, record.message, attempts))
     }
 
-    /// Ends the in-flight state of `offset`; `false` if it was not in flight.
-    fn release(&mut self, offset: i64) -> bool {
-        let Some(key) = self.in_flight.remove(&offset) else {
-            return false;
-        };
-        if let Some(key) = key {
-            self.busy_keys.remove(&key);
+    /// Ends the in-flight state of `offset`; `None` if it was not in flight.
+    fn release(&mut self, offset: i64) -> Option<InFlight> {
+        let in_flight = self.in_flight.remove(&offset)?;
+        if let Some(hash) = in_flight.key_hash {
+            self.busy_keys.remove(&hash);
         }
-        true
+        Some(in_flight)
     }
 }
 
@@ -245,9 +280,12 @@ impl Subscription {
         lock(&self.state)
     }
 
-    /// Hands out the next record, round-robin over partitions.
-    fn take_next(self: &Arc<Self>) -> Option<Delivery> {
+    /// The next stream item: a queued error, or the next record round-robin over partitions.
+    fn take_next(self: &Arc<Self>) -> Option<Result<Delivery>> {
         let mut state = self.state();
+        if let Some(error) = state.errors.pop_front() {
+            return Some(Err(error));
+        }
         let count = state.order.len();
         for step in 0..count {
             let index = (state.cursor + step) % count;
@@ -268,12 +306,12 @@ impl Subscription {
                 epoch,
                 message: message.clone(),
             };
-            return Some(Delivery::new(
+            return Some(Ok(Delivery::new(
                 self.topic.clone(),
                 message,
                 attempt,
                 Box::new(acknowledger),
-            ));
+            )));
         }
         None
     }
@@ -283,21 +321,25 @@ impl Subscription {
         let Some(ps) = state.owned(partition, epoch) else {
             return false;
         };
-        if !ps.release(offset) {
+        let Some(released) = ps.release(offset) else {
             return false;
-        }
-        ps.attempts.remove(&offset);
+        };
         ps.tracker.ack(offset);
         drop(state);
-        self.notify.notify_waiters();
+        if released.key_hash.is_some() {
+            // A key is free again: a waiting stream may hand out its next record.
+            self.notify.notify_waiters();
+        }
         true
     }
 
     fn requeue(&self, partition: i32, offset: i64, epoch: u64, message: Message) {
         let mut state = self.state();
         if let Some(ps) = state.owned(partition, epoch) {
-            if ps.release(offset) {
-                ps.pending.insert(offset, message);
+            if let Some(released) = ps.release(offset) {
+                let mut record = Pending::new(message);
+                record.attempts = released.attempts;
+                ps.pending.insert(offset, record);
             }
         }
         drop(state);
@@ -312,13 +354,18 @@ impl Subscription {
 
     /// Takes a batch of fetched records into the partition buffers.
     fn accept(&self, records: Vec<(i32, i64, Message)>) {
+        // Hash the keys before taking the lock.
+        let records: Vec<(i32, i64, Pending)> = records
+            .into_iter()
+            .map(|(partition, offset, message)| (partition, offset, Pending::new(message)))
+            .collect();
         let mut state = self.state();
-        for (partition, offset, message) in records {
+        for (partition, offset, record) in records {
             let Some(ps) = state.partitions.get_mut(&partition) else {
                 continue; // not ours (any more)
             };
             if ps.tracker.receive(offset) == Received::Deliver {
-                ps.pending.insert(offset, message);
+                ps.pending.insert(offset, record);
             }
         }
         drop(state);
@@ -809,15 +856,17 @@ async fn next_delivery(subscription: &Arc<Subscription>) -> Option<Result<Delive
         if subscription.stop.is_cancelled() {
             return None;
         }
-        // Register for wake-ups before looking, so nothing between the look and the wait is missed.
+        // Fast path: something is ready.
+        if let Some(item) = subscription.take_next() {
+            return Some(item);
+        }
+        // Register for wake-ups, then look again, so nothing between the look and the wait is
+        // missed.
         let notified = subscription.notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if let Some(error) = subscription.state().errors.pop_front() {
-            return Some(Err(error));
-        }
-        if let Some(delivery) = subscription.take_next() {
-            return Some(Ok(delivery));
+        if let Some(item) = subscription.take_next() {
+            return Some(item);
         }
         tokio::select! {
             () = notified => {}

@@ -85,6 +85,11 @@ impl OffsetTracker {
     /// Marks a received offset as done. Returns `false` when it was not outstanding (unknown or
     /// acked before), which changes nothing.
     pub fn ack(&mut self, offset: i64) -> bool {
+        if self.unacked.first() == Some(&offset) && self.acked.is_empty() {
+            // In-order ack (the common case): the prefix just grows.
+            self.unacked.pop_first();
+            return true;
+        }
         if !self.unacked.remove(&offset) {
             return false;
         }
