@@ -184,6 +184,20 @@ async fn publish_all(publisher: &dyn Publisher, topic: &str, messages: &[Message
     }
 }
 
+/// A new subscriber, subscribed to a topic and a group of their own named after `scenario`.
+async fn fresh_subscription(
+    factory: &dyn BackendFactory,
+    scenario: &str,
+) -> (String, String, Arc<dyn Subscriber>, DeliveryStream) {
+    let (topic, group) = (unique(scenario), unique("group"));
+    let subscriber = factory.subscriber().await;
+    let stream = subscriber
+        .subscribe(&topic, &group)
+        .await
+        .expect("subscribe");
+    (topic, group, subscriber, stream)
+}
+
 /// Joins `group` on `topic` once and leaves again, the way a deployment creates its queues before
 /// the first publish: on brokers that route only to existing queues (RabbitMQ), messages
 /// published before the worker's own subscription is up are then kept for it.
@@ -236,12 +250,7 @@ async fn receive_ids(
 /// Publish → subscribe round trip: id, key, headers and payload bytes arrive intact, attempt is 1,
 /// and an acked message is not delivered again.
 pub async fn round_trip(factory: &dyn BackendFactory, caps: &Capabilities) {
-    let (topic, group) = (unique("round_trip"), unique("group"));
-    let subscriber = factory.subscriber().await;
-    let mut stream = subscriber
-        .subscribe(&topic, &group)
-        .await
-        .expect("subscribe");
+    let (topic, _, subscriber, mut stream) = fresh_subscription(factory, "round_trip").await;
     let publisher = factory.publisher().await;
     let sent = vec![
         Message::new(vec![0u8, 159, 146, 150, 255])
@@ -406,12 +415,7 @@ pub async fn many_topics(factory: &dyn BackendFactory, caps: &Capabilities) {
 
 /// A message nacked with requeue comes back with a higher attempt count; once acked it is gone.
 pub async fn redelivery_after_nack(factory: &dyn BackendFactory, caps: &Capabilities) {
-    let (topic, group) = (unique("redelivery"), unique("group"));
-    let subscriber = factory.subscriber().await;
-    let mut stream = subscriber
-        .subscribe(&topic, &group)
-        .await
-        .expect("subscribe");
+    let (topic, _, subscriber, mut stream) = fresh_subscription(factory, "redelivery").await;
     let sent = Message::new("retry me").with_key("k");
     factory
         .publisher()
@@ -444,12 +448,7 @@ pub async fn redelivery_after_nack(factory: &dyn BackendFactory, caps: &Capabili
 
 /// A delivery dropped without ack or nack is delivered again.
 pub async fn dropped_delivery_is_redelivered(factory: &dyn BackendFactory, caps: &Capabilities) {
-    let (topic, group) = (unique("dropped"), unique("group"));
-    let subscriber = factory.subscriber().await;
-    let mut stream = subscriber
-        .subscribe(&topic, &group)
-        .await
-        .expect("subscribe");
+    let (topic, _, subscriber, mut stream) = fresh_subscription(factory, "dropped").await;
     let sent = Message::new("drop me");
     factory
         .publisher()
@@ -660,12 +659,7 @@ pub async fn order_per_key(factory: &dyn BackendFactory, caps: &Capabilities) {
     }
     const KEYS: usize = 4;
     const PER_KEY: usize = 50;
-    let (topic, group) = (unique("order"), unique("group"));
-    let subscriber = factory.subscriber().await;
-    let mut stream = subscriber
-        .subscribe(&topic, &group)
-        .await
-        .expect("subscribe");
+    let (topic, _, subscriber, mut stream) = fresh_subscription(factory, "order").await;
     let publisher = factory.publisher().await;
     for n in 0..PER_KEY {
         for k in 0..KEYS {
@@ -697,12 +691,7 @@ pub async fn order_per_key(factory: &dyn BackendFactory, caps: &Capabilities) {
 /// Every publish that returned `Ok` is delivered even when the publisher is closed right after,
 /// and publishing after close fails.
 pub async fn publisher_close_flushes(factory: &dyn BackendFactory, caps: &Capabilities) {
-    let (topic, group) = (unique("close_flushes"), unique("group"));
-    let subscriber = factory.subscriber().await;
-    let mut stream = subscriber
-        .subscribe(&topic, &group)
-        .await
-        .expect("subscribe");
+    let (topic, _, subscriber, mut stream) = fresh_subscription(factory, "close_flushes").await;
     let publisher = factory.publisher().await;
     let messages: Vec<_> = (0..200).map(|n| numbered("flush", n)).collect();
     let ids: HashSet<String> = messages.iter().map(|m| m.id().to_owned()).collect();
@@ -864,12 +853,7 @@ pub async fn consumer_group_splits_work(factory: &dyn BackendFactory, caps: &Cap
 /// A message nacked to the dead-letter topic arrives there intact with reason, attempt count and
 /// original topic, and is not delivered on its own topic again.
 pub async fn dead_letter(factory: &dyn BackendFactory, caps: &Capabilities) {
-    let (topic, group) = (unique("dead_letter"), unique("group"));
-    let subscriber = factory.subscriber().await;
-    let mut stream = subscriber
-        .subscribe(&topic, &group)
-        .await
-        .expect("subscribe");
+    let (topic, group, subscriber, mut stream) = fresh_subscription(factory, "dead_letter").await;
     let mut dead = subscriber
         .subscribe(&dead_letter_topic(&topic), &group)
         .await
@@ -1033,12 +1017,7 @@ pub async fn reconnect_after_restart(factory: &dyn BackendFactory, caps: &Capabi
             "the test cannot restart this broker",
         );
     }
-    let (topic, group) = (unique("reconnect"), unique("group"));
-    let subscriber = factory.subscriber().await;
-    let mut stream = subscriber
-        .subscribe(&topic, &group)
-        .await
-        .expect("subscribe");
+    let (topic, _, subscriber, mut stream) = fresh_subscription(factory, "reconnect").await;
     let publisher = factory.publisher().await;
     let before: Vec<_> = (0..10).map(|n| numbered("before", n)).collect();
     publish_all(publisher.as_ref(), &topic, &before).await;
