@@ -45,7 +45,7 @@ start_rabbit() {
 }
 
 start_kafka() {
-  if [ -x "$here/kafka.sh" ]; then "$here/kafka.sh" start >&2; fi
+  [ -x "$here/kafka.sh" ] && "$here/kafka.sh" start >&2
 }
 
 print_env() {
@@ -56,10 +56,12 @@ print_env() {
 
 case "${1:-}" in
   start)
-    start_postgres >&2
-    start_rabbit >&2
-    start_kafka
-    print_env
+    # A service that cannot be started is left out of the environment: its tests then skip with
+    # a printed reason (or fail under REQUIRE_SERVICES=1).
+    start_postgres >&2 && echo "export DATABASE_URL='$DATABASE_URL'"
+    start_rabbit >&2 && echo "export AMQP_URL='$AMQP_URL'"
+    start_kafka && echo "export KAFKA_BROKERS='$KAFKA_BROKERS'"
+    exit 0
     ;;
   stop)
     # Only stops a broker kafka.sh started itself (it keeps a pid file).
