@@ -5,7 +5,7 @@
 //!
 //! - [`fetch`]: HTTP(S) download with address checks at connect time, redirect, size and time
 //!   limits ([`address`] decides which IPs are public);
-//! - [`format`], [`decode`], [`jpeg`], [`pixels`], [`resize`], [`encode`], [`compress`]: sniff,
+//! - [`format`](mod@format), [`decode`], [`jpeg`], [`pixels`], [`resize`], [`encode`], [`compress`](mod@compress): sniff,
 //!   decode with limits (JPEG DCT-scaled by libjpeg-turbo), SIMD resize, orient, encode;
 //! - [`save`]: atomic writes under the media directory with deterministic names.
 //!

@@ -3,7 +3,7 @@
 //! Each scenario is a public async function taking a [`BackendFactory`] and the backend's
 //! [`Capabilities`]; scenarios that need a capability the backend lacks print why and return.
 //! Every scenario uses topic and group names of its own (with a random suffix), so scenarios run in
-//! parallel against one broker. A backend runs them all with [`conformance_tests!`]:
+//! parallel against one broker. A backend runs them all with [`conformance_tests!`](crate::conformance_tests):
 //!
 //! ```
 //! use std::sync::Arc;

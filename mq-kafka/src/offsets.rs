@@ -168,7 +168,7 @@ impl OffsetTracker {
 }
 
 /// Encodes `offsets` (all `> base`) as ranges relative to `base`: `mq1:1,3-5` means base+1 and
-/// base+3..=base+5 are acked. Stops before [`MAX_METADATA_LEN`].
+/// base+3..=base+5 are acked. Stops before `MAX_METADATA_LEN`.
 pub fn encode_metadata(base: i64, offsets: &BTreeSet<i64>) -> String {
     if offsets.is_empty() {
         return String::new();

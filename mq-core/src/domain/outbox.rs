@@ -24,7 +24,7 @@ pub struct NewOutboxMessage {
 /// An outbox row claimed by a relay for publishing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxMessage {
-    /// Row id; also the idempotency handle for [`crate::OutboxRepo::mark_published`].
+    /// Row id; also the idempotency handle for [`crate::domain::OutboxRepo::mark_published`].
     pub id: i64,
     /// Destination topic.
     pub topic: String,
