@@ -131,15 +131,14 @@ impl Topic {
 
 impl Group {
     /// Takes the oldest ready offset whose key is not busy; returns it with its attempt number.
-    fn take_next(&mut self, topic: &Topic) -> Option<(u64, u32)> {
+    fn take_next<'a>(&mut self, message_at: impl Fn(u64) -> &'a Message) -> Option<(u64, u32)> {
         let offset = *self.ready.iter().find(|&&offset| {
-            topic
-                .message(offset)
+            message_at(offset)
                 .key()
                 .is_none_or(|key| !self.busy_keys.contains(key))
         })?;
         self.ready.remove(&offset);
-        let key = topic.message(offset).key().map(str::to_owned);
+        let key = message_at(offset).key().map(str::to_owned);
         if let Some(key) = &key {
             self.busy_keys.insert(key.clone());
         }
@@ -187,12 +186,11 @@ impl Inner {
 
     fn take_next(self: &Arc<Self>, topic_name: &str, group_name: &str) -> Option<Delivery> {
         let mut topics = self.lock();
-        let topic = topics.get_mut(topic_name)?;
-        let mut group = topic.groups.remove(group_name)?;
-        let next = group.take_next(topic);
-        topic.groups.insert(group_name.to_owned(), group);
-        let (offset, attempt) = next?;
-        let message = topic.message(offset).clone();
+        let Topic { base, log, groups } = topics.get_mut(topic_name)?;
+        let (base, log) = (*base, &*log);
+        let message_at = move |offset: u64| &log[(offset - base) as usize];
+        let (offset, attempt) = groups.get_mut(group_name)?.take_next(message_at)?;
+        let message = message_at(offset).clone();
         let acknowledger = MemoryAcknowledger {
             broker: self.clone(),
             topic: topic_name.to_owned(),
