@@ -184,6 +184,24 @@ async fn publish_all(publisher: &dyn Publisher, topic: &str, messages: &[Message
     }
 }
 
+/// Polls `missing` until it counts nothing, failing with `what` and the last count once the
+/// receive timeout has passed.
+async fn wait_for_all(caps: &Capabilities, what: &str, missing: impl Fn() -> usize) {
+    let deadline = tokio::time::Instant::now() + caps.receive_timeout;
+    loop {
+        let count = missing();
+        if count == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{count} {what} after {:?}",
+            caps.receive_timeout
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A new subscriber, subscribed to a topic and a group of their own named after `scenario`.
 async fn fresh_subscription(
     factory: &dyn BackendFactory,
@@ -350,25 +368,14 @@ pub async fn concurrent_publishers_and_subscribers(
     for publisher in publishers {
         expected.extend(publisher.await.expect("publisher task"));
     }
-    let deadline = tokio::time::Instant::now() + caps.receive_timeout;
-    loop {
-        let missing = {
-            let received = received.lock().unwrap();
-            expected
-                .iter()
-                .filter(|id| !received.contains_key(*id))
-                .count()
-        };
-        if missing == 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{missing} of {} messages never arrived",
-            expected.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_all(caps, "messages never arrived", || {
+        let received = received.lock().unwrap();
+        expected
+            .iter()
+            .filter(|id| !received.contains_key(*id))
+            .count()
+    })
+    .await;
     stop.cancel();
     for consumer in consumers {
         consumer.await.expect("consumer task");
@@ -817,22 +824,13 @@ pub async fn consumer_group_splits_work(factory: &dyn BackendFactory, caps: &Cap
             "one member of the group never got a message"
         );
     }
-    loop {
-        let missing = {
-            let counts = counts.lock().unwrap();
-            ids.iter()
-                .filter(|id| !counts[0].contains_key(*id) && !counts[1].contains_key(*id))
-                .count()
-        };
-        if missing == 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{missing} messages never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_all(caps, "messages never arrived", || {
+        let counts = counts.lock().unwrap();
+        ids.iter()
+            .filter(|id| !counts[0].contains_key(*id) && !counts[1].contains_key(*id))
+            .count()
+    })
+    .await;
     stop.cancel();
     for consumer in consumers {
         consumer.await.expect("consumer");
@@ -987,14 +985,10 @@ pub async fn worker_dead_letters(factory: &dyn BackendFactory, caps: &Capabiliti
         .unwrap()
         .contains("timing out"));
 
-    let deadline = tokio::time::Instant::now() + caps.receive_timeout;
-    while *good.lock().unwrap() < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the good messages were not handled"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_all(caps, "good messages were not handled", || {
+        2usize.saturating_sub(*good.lock().unwrap())
+    })
+    .await;
     shutdown.cancel();
     run.await.expect("worker task").expect("worker run");
     let stats = stats.snapshot();
