@@ -233,6 +233,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_wakeup_publishes_without_waiting_for_the_poll() {
+        let claims = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (marked, published) = std::sync::mpsc::channel();
+        let mut outbox = MockOutboxRepo::new();
+        let counter = claims.clone();
+        outbox.expect_claim_outbox().returning(move |_, _| {
+            // The first round (at start) finds nothing; the row is committed afterwards.
+            match counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => Ok(vec![]),
+                1 => Ok(vec![row(5)]),
+                _ => Ok(vec![]),
+            }
+        });
+        outbox.expect_mark_published().returning(move |ids| {
+            marked.send(ids.to_vec()).unwrap();
+            Ok(())
+        });
+        let mut publisher = MockPublisher::new();
+        publisher.expect_publish().returning(|_, _| Ok(()));
+        let config = RelayConfig {
+            poll_interval: Duration::from_secs(3600),
+            ..RelayConfig::default()
+        };
+        let relay = OutboxRelay::new(Arc::new(outbox), Arc::new(publisher), config);
+        let wakeup = relay.wakeup();
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(relay.run(shutdown.clone()));
+        while claims.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        wakeup.notify_one();
+        let ids =
+            tokio::task::spawn_blocking(move || published.recv_timeout(Duration::from_secs(10)))
+                .await
+                .unwrap()
+                .expect("the woken relay published before its hour-long poll interval");
+        assert_eq!(ids, [5]);
+        shutdown.cancel();
+        running.await.unwrap();
+    }
+
+    #[tokio::test]
     async fn nothing_is_marked_when_the_broker_is_down() {
         let mut outbox = MockOutboxRepo::new();
         outbox
