@@ -169,6 +169,10 @@ fn throughput(c: &mut Criterion) {
     let config = config(&brokers);
     let publisher = KafkaPublisher::new(config.clone()).unwrap();
     let raw = raw_producer(&brokers);
+    if let Ok(side) = std::env::var("KAFKA_PROFILE") {
+        profile(&runtime, &brokers, &config, &publisher, &side);
+        return;
+    }
 
     let mut group = c.benchmark_group("kafka_publish");
     group.sample_size(10);
@@ -239,7 +243,147 @@ fn throughput(c: &mut Criterion) {
         });
     }
     group.finish();
+    paired(&runtime, &brokers, &config, &publisher, &raw);
     runtime.block_on(publisher.close()).unwrap();
+}
+
+/// Paired rounds: ours and raw alternate (order swapped every round) so both see the same
+/// background load on a shared machine; prints the median rates and the ratios (of the medians,
+/// and the median of the per-round ratios). `PAIRED_ROUNDS` (default 15; 0 skips),
+/// `PAIRED_OPS`.
+fn paired(
+    runtime: &tokio::runtime::Runtime,
+    brokers: &str,
+    config: &KafkaConfig,
+    publisher: &KafkaPublisher,
+    raw: &FutureProducer,
+) {
+    let rounds: usize = std::env::var("PAIRED_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    if rounds == 0 {
+        return;
+    }
+    eprintln!("\npaired rounds ({rounds} per case, median msg/s):");
+    // `PAIRED_OPS=consume` (or `publish`) runs one kind only.
+    let ops = std::env::var("PAIRED_OPS").unwrap_or_default();
+    for op in ["publish", "consume"] {
+        if !ops.is_empty() && !ops.contains(op) {
+            continue;
+        }
+        for size in SIZES {
+            let n = count(size);
+            let topic = unique(&format!("paired.{op}.{size}"));
+            runtime
+                .block_on(publisher.publish_batch(&topic, messages(n, size)))
+                .unwrap();
+            let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            for round in 0..rounds {
+                let (mut o, mut r) = (0.0, 0.0);
+                let order = if round % 2 == 0 {
+                    [true, false]
+                } else {
+                    [false, true]
+                };
+                for is_ours in order {
+                    let elapsed = runtime.block_on(async {
+                        match (op, is_ours) {
+                            ("publish", true) => {
+                                let batch = messages(n, size);
+                                let started = Instant::now();
+                                publisher.publish_batch(&topic, batch).await.unwrap();
+                                started.elapsed()
+                            }
+                            ("publish", false) => {
+                                let batch = messages(n, size);
+                                let started = Instant::now();
+                                raw_publish(raw, &topic, &batch).await;
+                                started.elapsed()
+                            }
+                            (_, true) => ours_consume(config, &topic, n).await,
+                            (_, false) => raw_consume(brokers, &topic, n).await,
+                        }
+                    });
+                    let rate = n as f64 / elapsed.as_secs_f64();
+                    if is_ours {
+                        o = rate;
+                    } else {
+                        r = rate;
+                    }
+                }
+                ours.push(o);
+                theirs.push(r);
+                ratios.push(o / r);
+            }
+            let (o, r) = (median(&mut ours), median(&mut theirs));
+            eprintln!(
+                "paired {op:<7} {size:>5} B: ours {o:>9.0}/s  raw {r:>9.0}/s  \
+                 ratio of medians {:.2}  median of round ratios {:.2}  (round ratios {:.2}..{:.2})",
+                o / r,
+                median(&mut ratios),
+                ratios[0],
+                ratios[ratios.len() - 1],
+            );
+        }
+    }
+}
+
+/// `KAFKA_PROFILE=ours|raw` (with `KAFKA_PROFILE_SIZE`, default 16, and `KAFKA_PROFILE_N`,
+/// default 300 000): publishes N messages once, then consumes them 3 times with fresh groups on
+/// one side only and prints the rates; for `perf record` (the criterion runs are dominated by
+/// group joins, which sleep).
+fn profile(
+    runtime: &tokio::runtime::Runtime,
+    brokers: &str,
+    config: &KafkaConfig,
+    publisher: &KafkaPublisher,
+    side: &str,
+) {
+    let var = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (size, n) = (
+        var("KAFKA_PROFILE_SIZE", 16),
+        var("KAFKA_PROFILE_N", 300_000),
+    );
+    // `KAFKA_PROFILE_TOPIC`: consume an existing topic (published by an earlier run, which
+    // prints its name), so that a profile holds nothing but consuming.
+    let topic = match std::env::var("KAFKA_PROFILE_TOPIC") {
+        Ok(topic) => topic,
+        Err(_) => {
+            let topic = unique(&format!("profile.{size}"));
+            for chunk in 0..n.div_ceil(10_000) {
+                let len = (n - chunk * 10_000).min(10_000);
+                runtime
+                    .block_on(publisher.publish_batch(&topic, messages(len, size)))
+                    .unwrap();
+            }
+            eprintln!("profile: published {n} messages of {size} B to {topic}");
+            topic
+        }
+    };
+    for _ in 0..var("KAFKA_PROFILE_ROUNDS", 3) {
+        let elapsed = runtime.block_on(async {
+            if side == "raw" {
+                raw_consume(brokers, &topic, n).await
+            } else {
+                ours_consume(config, &topic, n).await
+            }
+        });
+        eprintln!(
+            "profile {side} {size} B: {:.0} msg/s",
+            n as f64 / elapsed.as_secs_f64()
+        );
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 criterion_group!(benches, throughput);

@@ -10,13 +10,14 @@
 //! without blocking other partitions or keys.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use mq_core::{
     dead_letter_topic, Acknowledger, Delivery, DeliveryStream, Error, Message, Nack, Result,
     Settlement, Subscriber,
@@ -38,6 +39,83 @@ use crate::{KafkaConfig, MESSAGE_ID_HEADER};
 const POLL_BATCH: usize = 512;
 /// Subscription errors kept for the stream; older ones are dropped.
 const MAX_QUEUED_ERRORS: usize = 16;
+/// Payloads up to this size share [`PAYLOAD_CHUNK`]-sized buffers (see [`Payloads`]).
+const SHARED_PAYLOAD_MAX: usize = 2 * 1024;
+/// Size of a shared payload buffer: the most one retained small message can keep alive.
+const PAYLOAD_CHUNK: usize = 32 * 1024;
+
+/// FxHash-style hasher for the hot path (partition ids, offsets, key hashes, keys): fast on
+/// short inputs, and a collision is harmless (an unrelated key waits for a moment; a map lookup
+/// compares the key anyway).
+#[derive(Default, Clone, Copy)]
+struct FastHasher(u64);
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    #[inline]
+    fn write_i32(&mut self, n: i32) {
+        self.add(n as u32 as u64);
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    #[inline]
+    fn write_i64(&mut self, n: i64) {
+        self.add(n as u64);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+type FastSet<K> = HashSet<K, BuildHasherDefault<FastHasher>>;
+
+fn key_hash(key: &str) -> u64 {
+    let mut hasher = FastHasher::default();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
 
 /// Receives messages from Kafka as a member of a consumer group.
 ///
@@ -138,13 +216,13 @@ struct Subscription {
 
 #[derive(Default)]
 struct State {
-    partitions: HashMap<i32, PartitionState>,
+    partitions: FastMap<i32, PartitionState>,
     /// Partition ids of `partitions`, for round-robin hand-out.
     order: Vec<i32>,
     cursor: usize,
     /// Partitions revoked by an eager rebalance; restored if the next assignment gives them back
     /// with the commit we made, so in-flight work stays valid.
-    stashed: HashMap<i32, PartitionState>,
+    stashed: FastMap<i32, PartitionState>,
     next_epoch: u64,
     /// The group assigned partitions (possibly none) at least once.
     joined: bool,
@@ -155,18 +233,23 @@ struct PartitionState {
     /// Identifies this ownership of the partition: settlements of an older one are ignored.
     epoch: u64,
     tracker: OffsetTracker,
-    /// Records ready to be handed out (new or given back), by offset.
-    pending: BTreeMap<i64, Pending>,
+    /// Records ready to be handed out (new or given back), ascending by offset: fetched records
+    /// are appended, given-back ones inserted at their place.
+    pending: VecDeque<Pending>,
     /// Records handed out and not settled: their key hash and deliveries so far.
-    in_flight: BTreeMap<i64, InFlight>,
+    in_flight: FastMap<i64, InFlight>,
     /// Hashes of the keys with a record in flight. A hash collision only makes an unrelated key
     /// wait for a moment; it never reorders a key.
-    busy_keys: HashSet<u64>,
+    busy_keys: FastSet<u64>,
+    /// A pending record was passed over because its key was busy: releasing a key must wake the
+    /// stream.
+    key_blocked: bool,
     paused: bool,
 }
 
 /// A fetched record waiting to be handed out.
 struct Pending {
+    offset: i64,
     message: Message,
     key_hash: Option<u64>,
     /// Deliveries so far (0 for a record never handed out).
@@ -174,14 +257,10 @@ struct Pending {
 }
 
 impl Pending {
-    fn new(message: Message) -> Self {
-        let key_hash = message.key().map(|key| {
-            use std::hash::{Hash, Hasher};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            key.hash(&mut hasher);
-            hasher.finish()
-        });
+    fn new(offset: i64, message: Message) -> Self {
+        let key_hash = message.key().map(key_hash);
         Self {
+            offset,
             message,
             key_hash,
             attempts: 0,
@@ -200,28 +279,38 @@ impl PartitionState {
         Self {
             epoch,
             tracker,
-            pending: BTreeMap::new(),
-            in_flight: BTreeMap::new(),
-            busy_keys: HashSet::new(),
+            pending: VecDeque::new(),
+            in_flight: FastMap::default(),
+            busy_keys: FastSet::default(),
+            key_blocked: false,
             paused: false,
         }
     }
 
     /// Takes the oldest pending record whose key is not busy.
     fn take_next(&mut self) -> Option<(i64, Message, u32)> {
-        let offset = if self.busy_keys.is_empty() {
-            *self.pending.keys().next()?
+        let record = if self.busy_keys.is_empty() {
+            self.pending.pop_front()?
         } else {
-            self.pending
-                .iter()
-                .find(|(_, record)| {
-                    record
-                        .key_hash
-                        .is_none_or(|hash| !self.busy_keys.contains(&hash))
-                })
-                .map(|(&offset, _)| offset)?
+            let index = self.pending.iter().position(|record| {
+                record
+                    .key_hash
+                    .is_none_or(|hash| !self.busy_keys.contains(&hash))
+            });
+            match index {
+                Some(index) => {
+                    if index > 0 {
+                        self.key_blocked = true;
+                    }
+                    self.pending.remove(index)?
+                }
+                None => {
+                    self.key_blocked |= !self.pending.is_empty();
+                    return None;
+                }
+            }
         };
-        let record = self.pending.remove(&offset)?;
+        let offset = record.offset;
         if let Some(hash) = record.key_hash {
             self.busy_keys.insert(hash);
         }
@@ -236,13 +325,24 @@ impl PartitionState {
         Some((offset, record.message, attempts))
     }
 
-    /// Ends the in-flight state of `offset`; `None` if it was not in flight.
-    fn release(&mut self, offset: i64) -> Option<InFlight> {
+    /// Ends the in-flight state of `offset`; `None` if it was not in flight. The flag tells
+    /// whether a record waiting for the released key may be handed out now.
+    fn release(&mut self, offset: i64) -> Option<(InFlight, bool)> {
         let in_flight = self.in_flight.remove(&offset)?;
+        let mut unblocked = false;
         if let Some(hash) = in_flight.key_hash {
             self.busy_keys.remove(&hash);
+            unblocked = std::mem::take(&mut self.key_blocked);
         }
-        Some(in_flight)
+        Some((in_flight, unblocked))
+    }
+
+    /// Puts a record back at its place (by offset) among the pending ones.
+    fn give_back(&mut self, record: Pending) {
+        let index = self
+            .pending
+            .partition_point(|pending| pending.offset < record.offset);
+        self.pending.insert(index, record);
     }
 }
 
@@ -321,12 +421,12 @@ impl Subscription {
         let Some(ps) = state.owned(partition, epoch) else {
             return false;
         };
-        let Some(released) = ps.release(offset) else {
+        let Some((_, unblocked)) = ps.release(offset) else {
             return false;
         };
         ps.tracker.ack(offset);
         drop(state);
-        if released.key_hash.is_some() {
+        if unblocked {
             // A key is free again: a waiting stream may hand out its next record.
             self.notify.notify_waiters();
         }
@@ -336,10 +436,10 @@ impl Subscription {
     fn requeue(&self, partition: i32, offset: i64, epoch: u64, message: Message) {
         let mut state = self.state();
         if let Some(ps) = state.owned(partition, epoch) {
-            if let Some(released) = ps.release(offset) {
-                let mut record = Pending::new(message);
+            if let Some((released, _)) = ps.release(offset) {
+                let mut record = Pending::new(offset, message);
                 record.attempts = released.attempts;
-                ps.pending.insert(offset, record);
+                ps.give_back(record);
             }
         }
         drop(state);
@@ -352,20 +452,32 @@ impl Subscription {
             .is_some_and(|ps| ps.in_flight.contains_key(&offset))
     }
 
-    /// Takes a batch of fetched records into the partition buffers.
-    fn accept(&self, records: Vec<(i32, i64, Message)>) {
-        // Hash the keys before taking the lock.
-        let records: Vec<(i32, i64, Pending)> = records
-            .into_iter()
-            .map(|(partition, offset, message)| (partition, offset, Pending::new(message)))
-            .collect();
+    /// Takes a batch of fetched records (keys already hashed) into the partition buffers with
+    /// one lock and one wake-up.
+    fn accept(&self, records: Vec<(i32, Pending)>) {
         let mut state = self.state();
-        for (partition, offset, record) in records {
-            let Some(ps) = state.partitions.get_mut(&partition) else {
+        let mut current: Option<(i32, &mut PartitionState)> = None;
+        for (partition, record) in records {
+            // Records come in runs of one partition: look the partition up once per run.
+            if current.as_ref().is_none_or(|(p, _)| *p != partition) {
+                current = state
+                    .partitions
+                    .get_mut(&partition)
+                    .map(|ps| (partition, ps));
+            }
+            let Some((_, ps)) = current.as_mut() else {
                 continue; // not ours (any more)
             };
-            if ps.tracker.receive(offset) == Received::Deliver {
-                ps.pending.insert(offset, record);
+            if ps.tracker.receive(record.offset) == Received::Deliver {
+                if ps
+                    .pending
+                    .back()
+                    .is_none_or(|last| last.offset < record.offset)
+                {
+                    ps.pending.push_back(record);
+                } else {
+                    ps.give_back(record);
+                }
             }
         }
         drop(state);
@@ -373,7 +485,7 @@ impl Subscription {
     }
 
     /// The commits due now (`(partition, offset, metadata)`), marked as sent.
-    fn due_commits(partitions: &mut HashMap<i32, PartitionState>) -> Vec<(i32, i64, String)> {
+    fn due_commits(partitions: &mut FastMap<i32, PartitionState>) -> Vec<(i32, i64, String)> {
         let mut due = Vec::new();
         for (&partition, ps) in partitions.iter_mut() {
             if let Some((offset, metadata)) = ps.tracker.pending_commit() {
@@ -386,7 +498,7 @@ impl Subscription {
 
     /// `(partition, commit position, metadata)` of every partition with offsets acked above its
     /// commit position (what the ack log must remember).
-    fn gaps(partitions: &HashMap<i32, PartitionState>) -> Vec<(i32, i64, String)> {
+    fn gaps(partitions: &FastMap<i32, PartitionState>) -> Vec<(i32, i64, String)> {
         partitions
             .iter()
             .filter_map(|(&partition, ps)| {
@@ -547,7 +659,7 @@ impl Subscription {
     /// Revoke: commit the acked prefix of the revoked partitions and stash their state.
     fn revoke(&self, consumer: &BaseConsumer<DriverContext>, list: &TopicPartitionList) {
         let mut state = self.state();
-        let mut revoked = HashMap::new();
+        let mut revoked = FastMap::default();
         for element in list.elements_for_topic(&self.topic) {
             if let Some(ps) = state.partitions.remove(&element.partition()) {
                 revoked.insert(element.partition(), ps);
@@ -650,13 +762,11 @@ impl Subscription {
         self.notify.notify_waiters();
     }
 
-    /// Records buffered (fetched, not handed out) over all partitions.
-    fn buffered(&self) -> usize {
-        self.state()
-            .partitions
-            .values()
-            .map(|p| p.pending.len())
-            .sum()
+    /// Records buffered (fetched, not handed out) over all partitions, and the partition count.
+    fn buffered(&self) -> (usize, usize) {
+        let state = self.state();
+        let buffered = state.partitions.values().map(|p| p.pending.len()).sum();
+        (buffered, state.partitions.len())
     }
 
     /// Pauses a partition whose buffer is far over the limit (one partition stuck behind a
@@ -737,8 +847,33 @@ pub fn ack_log_topic(topic: &str) -> String {
     format!("__mq_acks.{topic}")
 }
 
+/// Copies payloads out of librdkafka's buffers. Small ones go into a shared chunk, so a record
+/// costs no allocation of its own for its payload and the copy its acknowledger keeps (for
+/// requeue and dead letters) is a reference count; a retained message keeps at most
+/// [`PAYLOAD_CHUNK`] bytes alive. Larger payloads get a buffer of their own.
+#[derive(Default)]
+struct Payloads {
+    chunk: BytesMut,
+}
+
+impl Payloads {
+    fn copy(&mut self, data: &[u8]) -> Bytes {
+        if data.is_empty() {
+            return Bytes::new();
+        }
+        if data.len() > SHARED_PAYLOAD_MAX {
+            return Bytes::copy_from_slice(data);
+        }
+        if self.chunk.capacity() - self.chunk.len() < data.len() {
+            self.chunk = BytesMut::with_capacity(PAYLOAD_CHUNK);
+        }
+        self.chunk.extend_from_slice(data);
+        self.chunk.split().freeze()
+    }
+}
+
 /// Converts a fetched record; the id comes from the `x-message-id` header.
-fn convert(record: &BorrowedMessage<'_>) -> (i32, i64, Message) {
+fn convert(record: &BorrowedMessage<'_>, payloads: &mut Payloads) -> (i32, Pending) {
     let mut id = None;
     let mut headers = BTreeMap::new();
     if let Some(list) = record.headers() {
@@ -761,12 +896,11 @@ fn convert(record: &BorrowedMessage<'_>) -> (i32, i64, Message) {
         .map(|key| String::from_utf8_lossy(key).into_owned());
     let payload = record
         .payload()
-        .map(Bytes::copy_from_slice)
+        .map(|payload| payloads.copy(payload))
         .unwrap_or_default();
     (
         partition,
-        offset,
-        Message::from_parts(id, key, headers, payload),
+        Pending::new(offset, Message::from_parts(id, key, headers, payload)),
     )
 }
 
@@ -779,11 +913,12 @@ fn drive(
 ) {
     let mut last_commit = Instant::now();
     let limit = config.max_buffered_per_partition.max(2);
+    let mut payloads = Payloads::default();
     while !subscription.stop.is_cancelled() {
         // Back-pressure: with a full buffer, leave the records in librdkafka's (bounded) queue
         // and only poll every few milliseconds, which still serves rebalance events.
-        let partitions = subscription.state().partitions.len().max(1);
-        let full = subscription.buffered() >= limit.saturating_mul(partitions);
+        let (buffered, partitions) = subscription.buffered();
+        let full = buffered >= limit.saturating_mul(partitions.max(1));
         if full {
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -800,11 +935,11 @@ fn drive(
             }
             Some(Ok(record)) => {
                 let mut batch = Vec::with_capacity(64);
-                batch.push(convert(&record));
+                batch.push(convert(&record, &mut payloads));
                 drop(record);
                 while !full && batch.len() < POLL_BATCH {
                     match consumer.poll(Duration::ZERO) {
-                        Some(Ok(record)) => batch.push(convert(&record)),
+                        Some(Ok(record)) => batch.push(convert(&record, &mut payloads)),
                         Some(Err(error)) => {
                             subscription.state().push_error(classify("consume", error));
                             break;

@@ -5,7 +5,7 @@
 //! lowest un-acked offset), and carries the offsets acked *above* that point in the commit's
 //! metadata string, so a later owner of the partition skips them instead of handing them out again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 /// Prefix of the commit metadata written by this crate (versioned).
 const METADATA_PREFIX: &str = "mq1:";
@@ -34,8 +34,9 @@ pub struct OffsetTracker {
     last_commit: Option<(i64, String)>,
     /// One past the highest offset received.
     next: Option<i64>,
-    /// Received and not acked yet (in flight or waiting to be handed out).
-    unacked: BTreeSet<i64>,
+    /// Received and not acked yet (in flight or waiting to be handed out), ascending: offsets
+    /// are received in order, so receiving appends and the common in-order ack pops the front.
+    unacked: VecDeque<i64>,
     /// Acked, at or above the lowest un-acked offset (offsets below it are implied by the commit).
     acked: BTreeSet<i64>,
     /// Acked by a previous owner and not received again yet.
@@ -77,7 +78,7 @@ impl OffsetTracker {
             self.prune();
             Received::AlreadyAcked
         } else {
-            self.unacked.insert(offset);
+            self.unacked.push_back(offset);
             Received::Deliver
         }
     }
@@ -85,14 +86,19 @@ impl OffsetTracker {
     /// Marks a received offset as done. Returns `false` when it was not outstanding (unknown or
     /// acked before), which changes nothing.
     pub fn ack(&mut self, offset: i64) -> bool {
-        if self.unacked.first() == Some(&offset) && self.acked.is_empty() {
+        if self.unacked.front() == Some(&offset) {
             // In-order ack (the common case): the prefix just grows.
-            self.unacked.pop_first();
+            self.unacked.pop_front();
+            if !self.acked.is_empty() {
+                self.prune();
+            }
             return true;
         }
-        if !self.unacked.remove(&offset) {
+        let Ok(index) = self.unacked.binary_search(&offset) else {
             return false;
-        }
+        };
+        // Shifts the shorter side: cheap for acks near the front, where they usually are.
+        self.unacked.remove(index);
         self.acked.insert(offset);
         self.prune();
         true
@@ -107,7 +113,7 @@ impl OffsetTracker {
     /// received offset when everything received is acked. `None` before anything was received
     /// and nothing was committed.
     pub fn commit_position(&self) -> Option<i64> {
-        match (self.unacked.first(), self.next) {
+        match (self.unacked.front(), self.next) {
             (Some(&first), _) => Some(first),
             (None, Some(next)) => Some(next),
             (None, None) => self.start,
