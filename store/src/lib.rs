@@ -17,14 +17,17 @@
 //!
 //! - Creating a product inserts the product and its `products.created` outbox row in one
 //!   transaction.
+//! - Idempotent creates store the client's key, with a snapshot of the created row, in the
+//!   transaction that creates the row; a retry with the same key and request gets that snapshot
+//!   back ([`mq_core::domain::Created::Replayed`]) and creates nothing.
 //! - Relays claim outbox rows with a lease. On PostgreSQL any number of relays may run at once
 //!   (`FOR UPDATE SKIP LOCKED`); on SQLite run one relay per database file (claims are atomic,
 //!   but the lease uses each process's clock).
 //! - Prices are [`rust_decimal::Decimal`] end to end: `numeric(12,2)` on PostgreSQL, integer
 //!   cents on SQLite; never a float. Timestamps are UTC.
 //! - Errors: [`RepoError::UnknownUser`] (foreign key), [`RepoError::DuplicateMobile`] (unique),
-//!   [`RepoError::NotFound`], [`RepoError::Unavailable`] (connection, pool, server shutdown,
-//!   SQLite busy) and [`RepoError::Other`].
+//!   [`RepoError::IdempotencyKeyReused`], [`RepoError::NotFound`], [`RepoError::Unavailable`]
+//!   (connection, pool, server shutdown, SQLite busy) and [`RepoError::Other`].
 #![warn(missing_docs)]
 
 #[cfg(not(any(feature = "postgres", feature = "sqlite")))]

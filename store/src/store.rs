@@ -1,5 +1,6 @@
 //! [`Store`]: connecting, options and migrations.
 
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +66,9 @@ pub struct Store {
     writer: Option<Arc<Mutex<()>>>,
     /// How long to wait for the writer slot before giving up with `Unavailable`.
     write_timeout: Duration,
+    /// When (Unix seconds) the store, all clones together, next purges expired idempotency
+    /// keys; 0 at first, so the first idempotent create purges.
+    pub(crate) next_key_purge: Arc<AtomicI64>,
 }
 
 impl Store {
@@ -111,6 +115,7 @@ impl Store {
             dialect,
             writer,
             write_timeout: StoreOptions::default().acquire_timeout,
+            next_key_purge: Arc::new(AtomicI64::new(0)),
         })
     }
 

@@ -4,20 +4,24 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Debug;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
 use common::{Backend, TestCtx};
 use mq_core::domain::{
-    ImageError, NewProduct, NewUser, OutboxRepo, ProcessingResult, Product, ProductFilter,
-    ProductRepo, ProductStatus, RepoError, UserRepo, PRODUCTS_CREATED_TOPIC,
+    Created, IdempotencyKey, ImageError, NewProduct, NewUser, OutboxBacklog, OutboxRepo,
+    ProcessingResult, Product, ProductFilter, ProductRepo, ProductStatus, RepoError, User,
+    UserRepo, PRODUCTS_CREATED_TOPIC,
 };
 use rust_decimal::Decimal;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, Set, Statement, TransactionTrait,
 };
-use store::entities::{outbox, product};
+use store::entities::{idempotency_key, outbox, product, user};
 use store::{Store, StoreOptions};
 
 // ---------------------------------------------------------------------------------------------
@@ -50,18 +54,83 @@ async fn user(store: &Store, mobile: &str) -> i64 {
     store.create_user(new_user(mobile)).await.unwrap().id
 }
 
+async fn rows<E>(store: &Store) -> u64
+where
+    E: EntityTrait,
+    E::Model: Sync,
+{
+    E::find().count(store.connection()).await.unwrap()
+}
+
 async fn outbox_rows(store: &Store) -> u64 {
-    outbox::Entity::find()
-        .count(store.connection())
-        .await
-        .unwrap()
+    rows::<outbox::Entity>(store).await
 }
 
 async fn product_rows(store: &Store) -> u64 {
-    product::Entity::find()
-        .count(store.connection())
+    rows::<product::Entity>(store).await
+}
+
+async fn key_rows(store: &Store) -> u64 {
+    rows::<idempotency_key::Entity>(store).await
+}
+
+/// `create_product_idempotent` without headers.
+async fn create_with_key(
+    store: &Store,
+    new: NewProduct,
+    key: &IdempotencyKey,
+) -> Result<Created<Product>, RepoError> {
+    store
+        .create_product_idempotent(new, BTreeMap::new(), key)
         .await
-        .unwrap()
+}
+
+/// A key remembered for an hour.
+fn key(key: &str, fingerprint: &str) -> IdempotencyKey {
+    IdempotencyKey {
+        key: key.into(),
+        fingerprint: fingerprint.into(),
+        ttl: Duration::from_secs(3600),
+    }
+}
+
+/// The one row all `results` carry, after checking that each call succeeded, exactly one
+/// created it and the others replayed that very row.
+fn one_created<T: PartialEq + Debug>(results: Vec<Result<Created<T>, RepoError>>) -> T {
+    let results: Vec<Created<T>> = results.into_iter().map(Result::unwrap).collect();
+    let new = results.iter().filter(|r| !r.is_replay()).count();
+    assert_eq!(new, 1, "exactly one call creates: {results:?}");
+    let mut rows = results.into_iter().map(Created::into_inner);
+    let first = rows.next().unwrap();
+    for row in rows {
+        assert_eq!(row, first, "every call returns the same row");
+    }
+    first
+}
+
+/// Runs `n` calls of `call` at once, spread over `stores`.
+async fn at_once<T, F, Fut>(stores: &[Store], n: usize, call: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(Store) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let start = Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let call = call(stores[i % stores.len()].clone());
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                call.await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
 }
 
 fn filter(limit: u32) -> ProductFilter {
@@ -69,6 +138,16 @@ fn filter(limit: u32) -> ProductFilter {
         limit,
         ..ProductFilter::default()
     }
+}
+
+/// `n` products of `user_id`, named `p0`, `p1`, ..., created one after the other.
+async fn products(store: &Store, user_id: i64, n: usize) -> Vec<Product> {
+    let mut created = Vec::new();
+    for i in 0..n {
+        let new = new_product(user_id, &format!("p{i}"), "1");
+        created.push(store.create_product(new, BTreeMap::new()).await.unwrap());
+    }
+    created
 }
 
 fn ids(products: &[Product]) -> Vec<i64> {
@@ -135,6 +214,15 @@ suite!(
     unavailable_after_close,
     migrations_are_idempotent,
     stored_column_types,
+    idempotent_user_replays_its_snapshot,
+    idempotent_product_replays_its_snapshot,
+    idempotency_scopes_are_separate,
+    expired_idempotency_key_is_used_afresh,
+    failed_idempotent_creates_store_nothing,
+    concurrent_idempotent_creates_make_one_row,
+    expired_idempotency_keys_are_purged,
+    count_by_status_lists_every_status,
+    outbox_backlog_counts_unpublished_rows,
 );
 
 async fn user_round_trip(ctx: TestCtx) {
@@ -856,8 +944,18 @@ async fn stored_column_types(ctx: TestCtx) {
                 "outbox.created_at",
                 "outbox.published_at",
                 "outbox.locked_until",
+                "idempotency_keys.created_at",
+                "idempotency_keys.expires_at",
             ] {
                 assert_eq!(ty(c), "timestamp with time zone", "{c}");
+            }
+            for c in [
+                "idempotency_keys.scope",
+                "idempotency_keys.key",
+                "idempotency_keys.fingerprint",
+                "idempotency_keys.response",
+            ] {
+                assert_eq!(ty(c), "text", "{c}");
             }
             assert_eq!(ty("products.user_id"), "bigint");
         }
@@ -900,6 +998,444 @@ async fn stored_column_types(ctx: TestCtx) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// idempotency keys
+
+async fn idempotent_user_replays_its_snapshot(ctx: TestCtx) {
+    let store = ctx.store;
+    // Coordinates whose shortest JSON form a fast (not correctly rounded) float parser reads
+    // back 1 ULP off: the snapshot must give the same f64.
+    let new = NewUser {
+        latitude: 43.212230480109156,
+        longitude: -59.918526640817724,
+        ..new_user("5550300")
+    };
+    let k = key("user-key", "fp-1");
+    let created = match store.create_user_idempotent(new.clone(), &k).await.unwrap() {
+        Created::New(user) => user,
+        other => panic!("the first call creates: {other:?}"),
+    };
+    assert_eq!(
+        store.get_user(created.id).await.unwrap(),
+        Some(created.clone())
+    );
+
+    // The row changes (by hand: users have no update); a replay is the first response.
+    store
+        .connection()
+        .execute_unprepared(&format!(
+            "UPDATE users SET name = 'renamed' WHERE id = {}",
+            created.id
+        ))
+        .await
+        .unwrap();
+    let again = store.create_user_idempotent(new.clone(), &k).await.unwrap();
+    assert_eq!(again, Created::Replayed(created.clone()));
+    assert_eq!(rows::<user::Entity>(&store).await, 1);
+
+    // The same key for another request: refused, nothing stored, the key still the first's.
+    let err = store
+        .create_user_idempotent(new_user("5550301"), &key("user-key", "fp-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(err, RepoError::IdempotencyKeyReused("user-key".into()));
+    assert!(!err.is_transient());
+    assert_eq!(rows::<user::Entity>(&store).await, 1);
+    assert_eq!(key_rows(&store).await, 1);
+    let again = store.create_user_idempotent(new, &k).await.unwrap();
+    assert_eq!(again, Created::Replayed(created));
+}
+
+async fn idempotent_product_replays_its_snapshot(ctx: TestCtx) {
+    let store = ctx.store;
+    let user_id = user(&store, "5550310").await;
+    let headers = BTreeMap::from([("traceparent".to_owned(), "00-abc-def-01".to_owned())]);
+    let k = key("product-key", "fp-1");
+    let new = new_product(user_id, "Lamp", "0.1");
+    let created = match store
+        .create_product_idempotent(new.clone(), headers.clone(), &k)
+        .await
+        .unwrap()
+    {
+        Created::New(product) => product,
+        other => panic!("the first call creates: {other:?}"),
+    };
+    assert_eq!(created.product_price.to_string(), "0.10");
+    assert_eq!(created.status, ProductStatus::Pending);
+    assert_eq!(
+        store.get_product(created.product_id).await.unwrap(),
+        Some(created.clone())
+    );
+    let claimed = store
+        .claim_outbox(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "the product's outbox row");
+    assert_eq!(claimed[0].key, Some(created.product_id.to_string()));
+    assert_eq!(claimed[0].headers["traceparent"], "00-abc-def-01");
+
+    // The product moves on; a replay is still the first response.
+    let id = created.product_id;
+    store.mark_processing(id).await.unwrap();
+    let result = ProcessingResult::new(vec![format!("products/{id}/0-abc.jpg")], Vec::new());
+    store.record_result(id, &result).await.unwrap();
+    let now = store.get_product(id).await.unwrap().unwrap();
+    assert_eq!(now.status, ProductStatus::Done);
+    let again = store
+        .create_product_idempotent(new.clone(), headers.clone(), &k)
+        .await
+        .unwrap();
+    assert!(again.is_replay());
+    let replayed = again.into_inner();
+    assert_eq!(
+        replayed, created,
+        "the first response, not the row as it is now"
+    );
+    assert_eq!(replayed.product_price.to_string(), "0.10");
+    assert_eq!(product_rows(&store).await, 1);
+    assert_eq!(
+        outbox_rows(&store).await,
+        1,
+        "a replay writes no outbox row"
+    );
+
+    // The same key for another request.
+    let err = store
+        .create_product_idempotent(
+            new_product(user_id, "Other", "2"),
+            headers,
+            &key("product-key", "fp-2"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err, RepoError::IdempotencyKeyReused("product-key".into()));
+    assert_eq!(product_rows(&store).await, 1);
+    assert_eq!(outbox_rows(&store).await, 1);
+    assert_eq!(key_rows(&store).await, 1);
+
+    // Prices keep their two decimals through the snapshot's JSON number.
+    for price in ["0", "5", "12.3", "9999999999.99"] {
+        let k = key(&format!("price {price}"), "fp");
+        let new = new_product(user_id, "p", price);
+        let first = create_with_key(&store, new.clone(), &k)
+            .await
+            .unwrap()
+            .into_inner();
+        let again = create_with_key(&store, new, &k).await.unwrap();
+        assert!(again.is_replay(), "{price}");
+        let again = again.into_inner();
+        assert_eq!(again, first, "{price}");
+        assert_eq!(
+            again.product_price.to_string(),
+            first.product_price.to_string()
+        );
+    }
+}
+
+async fn idempotency_scopes_are_separate(ctx: TestCtx) {
+    let store = ctx.store;
+    let k = key("shared", "fp");
+    let user = match store
+        .create_user_idempotent(new_user("5550320"), &k)
+        .await
+        .unwrap()
+    {
+        Created::New(user) => user,
+        other => panic!("{other:?}"),
+    };
+    let product = match create_with_key(&store, new_product(user.id, "p", "1"), &k)
+        .await
+        .unwrap()
+    {
+        Created::New(product) => product,
+        other => panic!("a user's key is not a product's: {other:?}"),
+    };
+    assert_eq!(key_rows(&store).await, 2);
+    assert_eq!(
+        store
+            .create_user_idempotent(new_user("5550320"), &k)
+            .await
+            .unwrap(),
+        Created::Replayed(user.clone())
+    );
+    assert_eq!(
+        create_with_key(&store, new_product(user.id, "p", "1"), &k)
+            .await
+            .unwrap(),
+        Created::Replayed(product)
+    );
+}
+
+async fn expired_idempotency_key_is_used_afresh(ctx: TestCtx) {
+    let store = ctx.store;
+    let user_id = user(&store, "5550330").await;
+    // The store purges expired keys on its first idempotent create; have that done, so that the
+    // expired key below is met by the lookup rather than removed by the purge.
+    create_with_key(&store, new_product(user_id, "w", "1"), &key("w", "fp"))
+        .await
+        .unwrap();
+
+    let expired = IdempotencyKey {
+        ttl: Duration::ZERO,
+        ..key("k", "fp-1")
+    };
+    let first = create_with_key(&store, new_product(user_id, "a", "1"), &expired)
+        .await
+        .unwrap();
+    assert!(!first.is_replay());
+    assert_eq!(key_rows(&store).await, 2, "the expired key is still stored");
+    // Expired: the key is free, even for another request.
+    let second = create_with_key(&store, new_product(user_id, "b", "2"), &key("k", "fp-2"))
+        .await
+        .unwrap();
+    let Created::New(second) = second else {
+        panic!("an expired key creates anew: {second:?}");
+    };
+    assert_ne!(second.product_id, first.into_inner().product_id);
+    assert_eq!(key_rows(&store).await, 2, "the expired key was replaced");
+    let third = create_with_key(&store, new_product(user_id, "b", "2"), &key("k", "fp-2"))
+        .await
+        .unwrap();
+    assert_eq!(third, Created::Replayed(second));
+    assert_eq!(product_rows(&store).await, 3);
+    assert_eq!(outbox_rows(&store).await, 3);
+}
+
+async fn failed_idempotent_creates_store_nothing(ctx: TestCtx) {
+    let store = ctx.store;
+    let k = key("k", "fp");
+    let err = create_with_key(&store, new_product(987_654, "orphan", "1"), &k)
+        .await
+        .unwrap_err();
+    assert_eq!(err, RepoError::UnknownUser(987_654));
+    let user_id = user(&store, "5550340").await;
+    let err = create_with_key(&store, new_product(user_id, "p", "0.001"), &k)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::Other(_)), "{err:?}");
+    let err = store
+        .create_user_idempotent(new_user("5550340"), &k)
+        .await
+        .unwrap_err();
+    assert_eq!(err, RepoError::DuplicateMobile("5550340".into()));
+    assert_eq!(product_rows(&store).await, 0);
+    assert_eq!(outbox_rows(&store).await, 0);
+    assert_eq!(rows::<user::Entity>(&store).await, 1);
+    assert_eq!(key_rows(&store).await, 0);
+    // Nothing remembers the key: it creates next time.
+    let created = create_with_key(&store, new_product(user_id, "p", "1"), &k)
+        .await
+        .unwrap();
+    assert!(!created.is_replay());
+}
+
+/// Product "p" of `user_id` with key "k", as each racing call asks for it.
+async fn create_raced_product(store: Store, user_id: i64) -> Result<Created<Product>, RepoError> {
+    create_with_key(&store, new_product(user_id, "p", "1"), &key("k", "fp")).await
+}
+
+/// The user with mobile 5550399 and key "k", as each racing call asks for it.
+async fn create_raced_user(store: Store) -> Result<Created<User>, RepoError> {
+    store
+        .create_user_idempotent(new_user("5550399"), &key("k", "fp"))
+        .await
+}
+
+/// After racing product calls: one of them created the product, the others replayed it, and
+/// it is the only product, with one outbox row.
+async fn assert_one_product(store: &Store, results: Vec<Result<Created<Product>, RepoError>>) {
+    let product = one_created(results);
+    assert_eq!(product_rows(store).await, 1);
+    assert_eq!(outbox_rows(store).await, 1);
+    assert_eq!(
+        store.get_product(product.product_id).await.unwrap(),
+        Some(product)
+    );
+}
+
+/// After racing user calls: one created the user, the others replayed it; `users` users in all.
+async fn assert_one_user(
+    store: &Store,
+    results: Vec<Result<Created<User>, RepoError>>,
+    users: u64,
+) {
+    let user = one_created(results);
+    assert_eq!(rows::<user::Entity>(store).await, users);
+    assert_eq!(store.get_user(user.id).await.unwrap(), Some(user));
+}
+
+/// Eight calls with one new key at once, through two stores (processes) on the same database.
+async fn concurrent_idempotent_creates_make_one_row(ctx: TestCtx) {
+    let other = Store::connect(&ctx.url, ctx.options.clone()).await.unwrap();
+    let stores = [ctx.store.clone(), other.clone()];
+    let store = ctx.store;
+    let user_id = user(&store, "5550350").await;
+    let results = at_once(&stores, 8, |store| create_raced_product(store, user_id)).await;
+    assert_one_product(&store, results).await;
+    let results = at_once(&stores, 8, create_raced_user).await;
+    assert_one_user(&store, results, 2).await;
+    assert_eq!(key_rows(&store).await, 2);
+    other.close().await.unwrap();
+}
+
+async fn expired_idempotency_keys_are_purged(ctx: TestCtx) {
+    let store = ctx.store;
+    let user_id = user(&store, "5550360").await;
+    let db = store.connection();
+    let hour = chrono::Duration::hours(1);
+    let stored = |scope: &str, key: String, expires_at| idempotency_key::ActiveModel {
+        scope: Set(scope.to_owned()),
+        key: Set(key),
+        fingerprint: Set("fp".into()),
+        response: Set("{}".into()),
+        created_at: Set(Utc::now() - hour * 2),
+        expires_at: Set(expires_at),
+    };
+    // More expired keys than one purge deletes, of both scopes, and a live one.
+    let expired: Vec<_> = (0..1200)
+        .map(|i| {
+            let scope = if i % 2 == 0 { "users" } else { "products" };
+            stored(scope, format!("old {i}"), Utc::now() - hour)
+        })
+        .collect();
+    for chunk in expired.chunks(300) {
+        idempotency_key::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(db)
+            .await
+            .unwrap();
+    }
+    idempotency_key::Entity::insert(stored("users", "live".into(), Utc::now() + hour))
+        .exec_without_returning(db)
+        .await
+        .unwrap();
+    let expired_rows = || async {
+        idempotency_key::Entity::find()
+            .filter(idempotency_key::Column::ExpiresAt.lte(Utc::now()))
+            .count(db)
+            .await
+            .unwrap()
+    };
+    let create = |name: &'static str| {
+        let store = store.clone();
+        async move {
+            let k = key(name, "fp");
+            create_with_key(&store, new_product(user_id, name, "1"), &k)
+                .await
+                .unwrap()
+        }
+    };
+
+    // The first create purges (a batch of 1000).
+    create("new 1").await;
+    assert_eq!(expired_rows().await, 200);
+    // A full batch may have left some: the next create purges again.
+    create("new 2").await;
+    assert_eq!(expired_rows().await, 0);
+    assert_eq!(
+        key_rows(&store).await,
+        3,
+        "the live key and the two new ones"
+    );
+    // Otherwise the store purges again a minute later.
+    idempotency_key::Entity::insert(stored("users", "old".into(), Utc::now() - hour))
+        .exec_without_returning(db)
+        .await
+        .unwrap();
+    create("new 3").await;
+    assert_eq!(expired_rows().await, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// metrics
+
+async fn count_by_status_lists_every_status(ctx: TestCtx) {
+    let store = ctx.store;
+    let zeros: Vec<(ProductStatus, u64)> = ProductStatus::ALL.iter().map(|&s| (s, 0)).collect();
+    assert_eq!(store.count_by_status().await.unwrap(), zeros);
+
+    let user_id = user(&store, "5550370").await;
+    let ids = ids(&products(&store, user_id, 7).await);
+    let error = ImageError {
+        index: 1,
+        url: "https://example.com/b.jpg".into(),
+        reason: "404".into(),
+    };
+    let done = ProcessingResult::new(vec!["a.jpg".into()], Vec::new());
+    let partial = ProcessingResult::new(vec!["a.jpg".into()], vec![error.clone()]);
+    let failed = ProcessingResult::new(Vec::new(), vec![error]);
+    store.mark_processing(ids[0]).await.unwrap();
+    store.mark_processing(ids[1]).await.unwrap();
+    store.record_result(ids[2], &done).await.unwrap();
+    store.record_result(ids[3], &done).await.unwrap();
+    store.record_result(ids[4], &done).await.unwrap();
+    store.record_result(ids[5], &partial).await.unwrap();
+    assert_eq!(
+        store.count_by_status().await.unwrap(),
+        [
+            (ProductStatus::Pending, 1),
+            (ProductStatus::Processing, 2),
+            (ProductStatus::Done, 3),
+            (ProductStatus::Partial, 1),
+            (ProductStatus::Failed, 0),
+        ]
+    );
+    store.record_result(ids[6], &failed).await.unwrap();
+    let counts = store.count_by_status().await.unwrap();
+    assert_eq!(counts[0], (ProductStatus::Pending, 0));
+    assert_eq!(counts[4], (ProductStatus::Failed, 1));
+}
+
+async fn outbox_backlog_counts_unpublished_rows(ctx: TestCtx) {
+    let store = ctx.store;
+    assert_eq!(
+        store.outbox_backlog().await.unwrap(),
+        OutboxBacklog {
+            unpublished: 0,
+            oldest_created_at: None
+        }
+    );
+    let user_id = user(&store, "5550380").await;
+    let created: Vec<_> = products(&store, user_id, 3)
+        .await
+        .iter()
+        .map(|p| p.created_at)
+        .collect();
+    let backlog = |unpublished, oldest| OutboxBacklog {
+        unpublished,
+        oldest_created_at: Some(oldest),
+    };
+    assert_eq!(
+        store.outbox_backlog().await.unwrap(),
+        backlog(3, created[0])
+    );
+    // Claimed rows are still unpublished.
+    let claimed = store
+        .claim_outbox(2, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.outbox_backlog().await.unwrap(),
+        backlog(3, created[0])
+    );
+    store.mark_published(&[claimed[0].id]).await.unwrap();
+    assert_eq!(
+        store.outbox_backlog().await.unwrap(),
+        backlog(2, created[1])
+    );
+    let all: Vec<i64> = outbox::Entity::find()
+        .all(store.connection())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    store.mark_published(&all).await.unwrap();
+    assert_eq!(
+        store.outbox_backlog().await.unwrap(),
+        OutboxBacklog::default()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // PostgreSQL only
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -931,6 +1467,89 @@ async fn postgres_concurrent_relays_claim_disjoint_rows() {
             .await
             .unwrap();
         assert_eq!(unpublished, 0);
+    })
+    .await;
+}
+
+/// The `n` of a PostgreSQL `SELECT count(*) AS n … $1` query.
+async fn pg_count(db: &DatabaseConnection, sql: &str, arg: &str) -> i64 {
+    db.query_one(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        [arg.into()],
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get("", "n")
+    .unwrap()
+}
+
+/// Runs `n` calls while another connection holds `table` in EXCLUSIVE mode, and lets them go
+/// once all `n` wait for that lock: every call has then looked its key up and found nothing.
+async fn behind_lock<T, F, Fut>(
+    admin: &DatabaseConnection,
+    schema: &str,
+    table: &str,
+    n: usize,
+    call: F,
+) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn() -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let relation = format!("\"{schema}\".{table}");
+    let holder = admin.begin().await.unwrap();
+    holder
+        .execute_unprepared(&format!("LOCK TABLE {relation} IN EXCLUSIVE MODE"))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..n).map(|_| tokio::spawn(call())).collect();
+    let mut waiting = 0;
+    for _ in 0..400 {
+        waiting = pg_count(
+            admin,
+            "SELECT count(*) AS n FROM pg_locks WHERE relation = $1::regclass AND NOT granted",
+            &relation,
+        )
+        .await;
+        if waiting == n as i64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    holder.commit().await.unwrap();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    assert_eq!(waiting, n as i64, "every call waited for the {table} lock");
+    results
+}
+
+/// Every call passes the lookup before any commits, so they really race for the key: the
+/// products' losers lose at the key insert, the users' at the unique mobile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_racing_idempotent_creates_make_one_row() {
+    common::run(Backend::Postgres, |ctx| async move {
+        let store = ctx.store;
+        let schema = ctx.options.schema.clone().unwrap();
+        let admin = sea_orm::Database::connect(&ctx.url).await.unwrap();
+        let user_id = user(&store, "5550400").await;
+
+        let results = behind_lock(&admin, &schema, "outbox", 8, || {
+            create_raced_product(store.clone(), user_id)
+        })
+        .await;
+        assert_one_product(&store, results).await;
+        let results = behind_lock(&admin, &schema, "users", 8, || {
+            create_raced_user(store.clone())
+        })
+        .await;
+        assert_one_user(&store, results, 2).await;
+        assert_eq!(key_rows(&store).await, 2);
+        admin.close().await.unwrap();
     })
     .await;
 }
@@ -1080,21 +1699,16 @@ async fn postgres_missing_schema_is_created() {
     if let Ok(store) = &store {
         store.close().await.unwrap();
     }
-    let tables = admin
-        .query_one(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT count(*) AS n FROM pg_tables WHERE schemaname = $1",
-            [schema.clone().into()],
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get::<i64>("", "n")
-        .unwrap();
+    let tables = pg_count(
+        &admin,
+        "SELECT count(*) AS n FROM pg_tables WHERE schemaname = $1",
+        &schema,
+    )
+    .await;
     common::drop_pg_schema(admin, &schema).await;
     store.expect("connect creates the schema");
-    // users, products, outbox and sea-orm-migration's seaql_migrations
-    assert_eq!(tables, 4);
+    // users, products, outbox, idempotency_keys and sea-orm-migration's seaql_migrations
+    assert_eq!(tables, 5);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,12 +2,14 @@
 //!
 //! They carry no database or broker types, so every crate can use them.
 
+mod idempotency;
 mod outbox;
 mod product;
 mod repo;
 mod user;
 
-pub use outbox::{NewOutboxMessage, OutboxMessage, PRODUCTS_CREATED_TOPIC};
+pub use idempotency::{Created, IdempotencyKey};
+pub use outbox::{NewOutboxMessage, OutboxBacklog, OutboxMessage, PRODUCTS_CREATED_TOPIC};
 pub use product::{
     ImageError, NewProduct, Page, ProcessingResult, Product, ProductCreated, ProductFilter,
     ProductStatus,

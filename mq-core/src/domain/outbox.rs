@@ -21,6 +21,15 @@ pub struct NewOutboxMessage {
     pub payload: serde_json::Value,
 }
 
+/// How far the relay is behind: what `GET /metrics` reports as the outbox backlog.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxBacklog {
+    /// Rows not yet published.
+    pub unpublished: u64,
+    /// When the oldest unpublished row was written; `None` when there is none.
+    pub oldest_created_at: Option<DateTime<Utc>>,
+}
+
 /// An outbox row claimed by a relay for publishing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxMessage {

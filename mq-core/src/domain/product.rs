@@ -19,6 +19,15 @@ pub enum ProductStatus {
 }
 
 impl ProductStatus {
+    /// Every status, in pipeline order.
+    pub const ALL: [ProductStatus; 5] = [
+        ProductStatus::Pending,
+        ProductStatus::Processing,
+        ProductStatus::Done,
+        ProductStatus::Partial,
+        ProductStatus::Failed,
+    ];
+
     /// The name stored in the database and shown in JSON.
     pub fn as_str(self) -> &'static str {
         match self {

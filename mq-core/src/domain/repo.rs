@@ -4,7 +4,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    NewProduct, NewUser, OutboxMessage, Page, ProcessingResult, Product, ProductFilter, User,
+    Created, IdempotencyKey, NewProduct, NewUser, OutboxBacklog, OutboxMessage, Page,
+    ProcessingResult, Product, ProductFilter, ProductStatus, User,
 };
 
 /// Errors from the repositories, distinct where callers react differently.
@@ -16,6 +17,9 @@ pub enum RepoError {
     /// Another user already has this mobile number (unique). The API answers 409.
     #[error("a user with mobile number {0} already exists")]
     DuplicateMobile(String),
+    /// The idempotency key was already used for a different request. The API answers 422.
+    #[error("idempotency key `{0}` was already used for a different request")]
+    IdempotencyKeyReused(String),
     /// The row does not exist. The API answers 404.
     #[error("{entity} {id} not found")]
     NotFound {
@@ -46,6 +50,17 @@ pub trait UserRepo: Send + Sync {
     /// Inserts a user. Fails with [`RepoError::DuplicateMobile`] when the mobile is taken.
     async fn create_user(&self, user: NewUser) -> Result<User, RepoError>;
 
+    /// [`create_user`](Self::create_user) at most once per unexpired `key`: a call whose key is
+    /// stored with the same fingerprint returns the user that call created, as it was then, and
+    /// inserts nothing; a different fingerprint fails with [`RepoError::IdempotencyKeyReused`].
+    /// The key is stored in the transaction that inserts the user. Keys of users and products are
+    /// separate.
+    async fn create_user_idempotent(
+        &self,
+        user: NewUser,
+        key: &IdempotencyKey,
+    ) -> Result<Created<User>, RepoError>;
+
     /// One user, `None` when missing.
     async fn get_user(&self, id: i64) -> Result<Option<User>, RepoError>;
 }
@@ -63,6 +78,15 @@ pub trait ProductRepo: Send + Sync {
         headers: BTreeMap<String, String>,
     ) -> Result<Product, RepoError>;
 
+    /// [`create_product`](Self::create_product) at most once per unexpired `key`, with the same
+    /// rules as [`UserRepo::create_user_idempotent`]. A replay writes no outbox row.
+    async fn create_product_idempotent(
+        &self,
+        product: NewProduct,
+        headers: BTreeMap<String, String>,
+        key: &IdempotencyKey,
+    ) -> Result<Created<Product>, RepoError>;
+
     /// One product, `None` when missing.
     async fn get_product(&self, id: i64) -> Result<Option<Product>, RepoError>;
 
@@ -76,6 +100,9 @@ pub trait ProductRepo: Send + Sync {
     /// Records the consumer's result (paths, status and image errors) in one statement.
     /// Recording the same result twice changes nothing.
     async fn record_result(&self, id: i64, result: &ProcessingResult) -> Result<(), RepoError>;
+
+    /// How many products have each status; every status is listed, with 0 where none has it.
+    async fn count_by_status(&self) -> Result<Vec<(ProductStatus, u64)>, RepoError>;
 
     /// Checks that the database answers (used by readiness probes).
     async fn ping(&self) -> Result<(), RepoError>;
@@ -98,4 +125,7 @@ pub trait OutboxRepo: Send + Sync {
 
     /// Records a failed publish: increments the attempt count, keeps the error, releases the lease.
     async fn record_publish_failure(&self, id: i64, error: &str) -> Result<(), RepoError>;
+
+    /// The number of unpublished rows and the age of the oldest, whether claimed or not.
+    async fn outbox_backlog(&self) -> Result<OutboxBacklog, RepoError>;
 }

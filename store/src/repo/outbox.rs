@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mq_core::domain::{OutboxMessage, OutboxRepo, RepoError};
+use chrono::{DateTime, Utc};
+use mq_core::domain::{OutboxBacklog, OutboxMessage, OutboxRepo, RepoError};
 use sea_orm::sea_query::{Expr, Value};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
 
 use crate::entities::outbox::{self, Column};
 use crate::error::repo_err;
@@ -84,5 +85,22 @@ impl OutboxRepo for Store {
             }
         }
         Ok(())
+    }
+
+    async fn outbox_backlog(&self) -> Result<OutboxBacklog, RepoError> {
+        let (unpublished, oldest_created_at): (i64, Option<DateTime<Utc>>) = outbox::Entity::find()
+            .select_only()
+            .column_as(Column::Id.count(), "unpublished")
+            .column_as(Column::CreatedAt.min(), "oldest")
+            .filter(Column::PublishedAt.is_null())
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(repo_err)?
+            .unwrap_or_default();
+        Ok(OutboxBacklog {
+            unpublished: u64::try_from(unpublished).unwrap_or_default(),
+            oldest_created_at,
+        })
     }
 }

@@ -4,16 +4,18 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use mq_core::domain::{
-    NewOutboxMessage, NewProduct, Page, ProcessingResult, Product, ProductCreated, ProductFilter,
-    ProductRepo, ProductStatus, RepoError, PRODUCTS_CREATED_TOPIC,
+    Created, IdempotencyKey, NewOutboxMessage, NewProduct, Page, ProcessingResult, Product,
+    ProductCreated, ProductFilter, ProductRepo, ProductStatus, RepoError, PRODUCTS_CREATED_TOPIC,
 };
+use rust_decimal::Decimal;
 use sea_orm::sea_query::{Expr, Func, LikeExpr, Value};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, Condition, DatabaseConnection, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, Condition, DatabaseConnection,
+    DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, TransactionTrait,
 };
 
-use crate::entities::{outbox, product, HeaderMap, ImageErrorList, TextList};
+use crate::entities::{outbox, product, HeaderMap, ImageErrorList, StoredPrice, TextList};
 use crate::error::{kind, repo_err, Kind};
 use crate::store::{now, Store};
 
@@ -46,6 +48,73 @@ async fn exists(db: &DatabaseConnection, id: i64) -> Result<bool, RepoError> {
     Ok(n > 0)
 }
 
+impl Store {
+    /// The stored form of `price`, or the error for a price the column cannot hold.
+    fn stored_price(&self, price: Decimal) -> Result<StoredPrice, RepoError> {
+        self.dialect.price(price).ok_or_else(|| {
+            RepoError::Other(format!(
+                "price {price} is not between 0 and 9999999999.99 with at most 2 decimals"
+            ))
+        })
+    }
+}
+
+/// Inserts a product (status `pending`) and its `products.created` outbox row on `txn`; the
+/// caller commits.
+async fn insert_product(
+    txn: &DatabaseTransaction,
+    price: StoredPrice,
+    new: NewProduct,
+    headers: BTreeMap<String, String>,
+) -> Result<Product, RepoError> {
+    let user_id = new.user_id;
+    let now = now();
+    let row = product::ActiveModel {
+        id: NotSet,
+        user_id: Set(user_id),
+        product_name: Set(new.product_name),
+        product_description: Set(new.product_description),
+        product_images: Set(TextList(new.product_images)),
+        product_price: Set(price),
+        compressed_product_images: Set(TextList::default()),
+        status: Set(ProductStatus::Pending.as_str().to_owned()),
+        image_errors: Set(ImageErrorList::default()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    let model = match row.insert(txn).await {
+        Ok(model) => model,
+        Err(e) if kind(&e) == Kind::ForeignKey => return Err(RepoError::UnknownUser(user_id)),
+        Err(e) => return Err(repo_err(e)),
+    };
+
+    let payload = serde_json::to_value(ProductCreated {
+        product_id: model.id,
+    })
+    .map_err(|e| RepoError::Other(e.to_string()))?;
+    let mut message =
+        NewOutboxMessage::new(PRODUCTS_CREATED_TOPIC, Some(model.id.to_string()), payload);
+    // The caller's headers (trace context, ...) win, including a message id of its own.
+    message.headers.extend(headers);
+    let outbox_row = outbox::ActiveModel {
+        id: NotSet,
+        topic: Set(message.topic),
+        message_key: Set(message.key),
+        headers: Set(HeaderMap(message.headers)),
+        payload: Set(message.payload),
+        created_at: Set(now),
+        published_at: Set(None),
+        locked_until: Set(None),
+        attempts: Set(0),
+        last_error: Set(None),
+    };
+    outbox::Entity::insert(outbox_row)
+        .exec_without_returning(txn)
+        .await
+        .map_err(repo_err)?;
+    to_product(model)
+}
+
 #[async_trait]
 impl ProductRepo for Store {
     async fn create_product(
@@ -53,62 +122,25 @@ impl ProductRepo for Store {
         new: NewProduct,
         headers: BTreeMap<String, String>,
     ) -> Result<Product, RepoError> {
-        let price = self.dialect.price(new.product_price).ok_or_else(|| {
-            RepoError::Other(format!(
-                "price {} is not between 0 and 9999999999.99 with at most 2 decimals",
-                new.product_price
-            ))
-        })?;
-        let user_id = new.user_id;
-        let now = now();
-
+        let price = self.stored_price(new.product_price)?;
         let _turn = self.write_turn().await?;
         let txn = self.db.begin().await.map_err(repo_err)?;
-        let row = product::ActiveModel {
-            id: NotSet,
-            user_id: Set(user_id),
-            product_name: Set(new.product_name),
-            product_description: Set(new.product_description),
-            product_images: Set(TextList(new.product_images)),
-            product_price: Set(price),
-            compressed_product_images: Set(TextList::default()),
-            status: Set(ProductStatus::Pending.as_str().to_owned()),
-            image_errors: Set(ImageErrorList::default()),
-            created_at: Set(now),
-            updated_at: Set(now),
-        };
-        let model = match row.insert(&txn).await {
-            Ok(model) => model,
-            Err(e) if kind(&e) == Kind::ForeignKey => return Err(RepoError::UnknownUser(user_id)),
-            Err(e) => return Err(repo_err(e)),
-        };
-
-        let payload = serde_json::to_value(ProductCreated {
-            product_id: model.id,
-        })
-        .map_err(|e| RepoError::Other(e.to_string()))?;
-        let mut message =
-            NewOutboxMessage::new(PRODUCTS_CREATED_TOPIC, Some(model.id.to_string()), payload);
-        // The caller's headers (trace context, ...) win, including a message id of its own.
-        message.headers.extend(headers);
-        let outbox_row = outbox::ActiveModel {
-            id: NotSet,
-            topic: Set(message.topic),
-            message_key: Set(message.key),
-            headers: Set(HeaderMap(message.headers)),
-            payload: Set(message.payload),
-            created_at: Set(now),
-            published_at: Set(None),
-            locked_until: Set(None),
-            attempts: Set(0),
-            last_error: Set(None),
-        };
-        outbox::Entity::insert(outbox_row)
-            .exec_without_returning(&txn)
-            .await
-            .map_err(repo_err)?;
+        let product = insert_product(&txn, price, new, headers).await?;
         txn.commit().await.map_err(repo_err)?;
-        to_product(model)
+        Ok(product)
+    }
+
+    async fn create_product_idempotent(
+        &self,
+        new: NewProduct,
+        headers: BTreeMap<String, String>,
+        key: &IdempotencyKey,
+    ) -> Result<Created<Product>, RepoError> {
+        let price = self.stored_price(new.product_price)?;
+        self.create_idempotent(key, |txn| {
+            Box::pin(insert_product(txn, price, new.clone(), headers.clone()))
+        })
+        .await
     }
 
     async fn get_product(&self, id: i64) -> Result<Option<Product>, RepoError> {
@@ -220,6 +252,29 @@ impl ProductRepo for Store {
             });
         }
         Ok(())
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(ProductStatus, u64)>, RepoError> {
+        use product::Column;
+
+        let rows: Vec<(String, i64)> = product::Entity::find()
+            .select_only()
+            .column(Column::Status)
+            .column_as(Column::Id.count(), "n")
+            .group_by(Column::Status)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(repo_err)?;
+        let mut counts: Vec<(ProductStatus, u64)> =
+            ProductStatus::ALL.iter().map(|&s| (s, 0)).collect();
+        for (status, n) in rows {
+            let status: ProductStatus = status.parse().map_err(RepoError::Other)?;
+            if let Some(entry) = counts.iter_mut().find(|(s, _)| *s == status) {
+                entry.1 = u64::try_from(n).unwrap_or_default();
+            }
+        }
+        Ok(counts)
     }
 
     async fn ping(&self) -> Result<(), RepoError> {
