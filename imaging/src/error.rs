@@ -207,6 +207,30 @@ impl ImagingError {
         }
     }
 
+    /// A short, stable name of the kind of failure, e.g. `http` or `too_large`: the `reason`
+    /// label of the `image_failures_total` metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ImagingError::Config { .. } => "config",
+            ImagingError::InvalidUrl { .. } => "invalid_url",
+            ImagingError::UnsupportedScheme { .. } => "unsupported_scheme",
+            ImagingError::BlockedAddress { .. } => "blocked_address",
+            ImagingError::TooManyRedirects { .. } => "too_many_redirects",
+            ImagingError::BadRedirect { .. } => "bad_redirect",
+            ImagingError::Dns { .. } => "dns",
+            ImagingError::Timeout { .. } => "timeout",
+            ImagingError::Network { .. } => "network",
+            ImagingError::Http { .. } => "http",
+            ImagingError::TooLarge { .. } => "too_large",
+            ImagingError::NotAnImage { .. } => "not_an_image",
+            ImagingError::DimensionsTooLarge { .. } => "dimensions_too_large",
+            ImagingError::Decode { .. } => "decode",
+            ImagingError::Encode { .. } => "encode",
+            ImagingError::Storage { .. } => "storage",
+            ImagingError::Interrupted { .. } => "interrupted",
+        }
+    }
+
     /// True when the error is permanent (`!is_transient()`).
     pub fn is_permanent(&self) -> bool {
         !self.is_transient()

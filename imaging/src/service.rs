@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
@@ -85,33 +86,60 @@ impl Imaging {
 
     /// Fetches `url`, compresses it and stores it as image `index` of product `product_id`.
     /// Returns the path relative to the media directory. Nothing is written on failure.
+    ///
+    /// Recorded through the [`metrics`] facade (a no-op until the application installs a
+    /// recorder): `image_fetch_duration_seconds` and `image_compress_duration_seconds`
+    /// (histograms; compress includes the save), `image_bytes_in_total` and
+    /// `image_bytes_out_total`, and `image_failures_total` labelled by `reason`
+    /// ([`ImagingError::kind`]).
     pub async fn process(
         &self,
         product_id: i64,
         index: u32,
         url: &str,
     ) -> Result<StoredImage, ImagingError> {
+        let processed = self.fetch_and_store(product_id, index, url).await;
+        if let Err(error) = &processed {
+            metrics::counter!("image_failures_total", "reason" => error.kind()).increment(1);
+        }
+        processed
+    }
+
+    async fn fetch_and_store(
+        &self,
+        product_id: i64,
+        index: u32,
+        url: &str,
+    ) -> Result<StoredImage, ImagingError> {
+        let started = Instant::now();
         let fetched = self.inner.fetcher.fetch(url).await?;
+        metrics::histogram!("image_fetch_duration_seconds").record(started.elapsed());
         let bytes_in = fetched.bytes.len() as u64;
+        metrics::counter!("image_bytes_in_total").increment(bytes_in);
         let inner = self.inner.clone();
         let (compressed, relative_path) = self
             .run_cpu(move || {
+                // Timed on the blocking thread, so waiting for a CPU permit is not counted.
+                let started = Instant::now();
                 let compressed = compress(&fetched.bytes, &inner.options)?;
                 drop(fetched);
                 let path =
                     inner
                         .store
                         .save(product_id, index, &compressed.data, compressed.format)?;
+                metrics::histogram!("image_compress_duration_seconds").record(started.elapsed());
                 Ok((compressed, path))
             })
             .await?;
+        let bytes_out = compressed.data.len() as u64;
+        metrics::counter!("image_bytes_out_total").increment(bytes_out);
         tracing::debug!(
             product_id,
             index,
             url,
             path = %relative_path,
             bytes_in,
-            bytes_out = compressed.data.len(),
+            bytes_out,
             kept_source = compressed.kept_source,
             "image stored"
         );
@@ -120,7 +148,7 @@ impl Imaging {
             width: compressed.width,
             height: compressed.height,
             bytes_in,
-            bytes_out: compressed.data.len() as u64,
+            bytes_out,
         })
     }
 

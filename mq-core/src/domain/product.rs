@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Where a product is in the image pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ProductStatus {
     /// Stored, images not processed yet.
@@ -71,6 +72,7 @@ impl std::str::FromStr for ProductStatus {
 
 /// An image that could not be processed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImageError {
     /// Index into `product_images`.
     pub index: u32,
@@ -82,6 +84,16 @@ pub struct ImageError {
 
 /// A product as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "product_id": 42, "user_id": 1, "product_name": "Desk lamp", "product_description": "Brass, 40 cm",
+    "product_images": ["https://images.example.com/lamp-front.jpg", "https://images.example.com/missing.jpg"],
+    "product_price": 49.9,
+    "compressed_product_images": ["products/42/0-3f2a9c0d4e5b6a71.jpg"],
+    "status": "partial",
+    "image_errors": [{"index": 1, "url": "https://images.example.com/missing.jpg", "reason": "the image server answered 404 Not Found; check the image URL"}],
+    "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:02Z"
+})))]
 pub struct Product {
     /// Database id.
     pub product_id: i64,
@@ -181,6 +193,7 @@ pub struct ProductFilter {
 
 /// One page of a keyset-paginated listing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Page<T> {
     /// The rows of this page.
     pub items: Vec<T>,

@@ -3,6 +3,11 @@ use serde::{Deserialize, Serialize};
 
 /// A user who owns products.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "id": 1, "name": "Ada Lovelace", "mobile": "+447700900123", "latitude": 51.5074, "longitude": -0.1278,
+    "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z"
+})))]
 pub struct User {
     /// Database id.
     pub id: i64,

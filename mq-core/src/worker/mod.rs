@@ -7,7 +7,11 @@
 //! - [`Worker::run`] stops gracefully when its shutdown token is cancelled: it stops fetching,
 //!   lets in-flight handlers finish within [`WorkerConfig::shutdown_timeout`], hands back (requeues)
 //!   whatever is still running or waiting to be retried, and settles every delivery;
-//! - each message is handled inside a `message` tracing span.
+//! - each message is handled inside a `message` tracing span;
+//! - what happened to each message is counted in [`WorkerStats`] and through the [`metrics`]
+//!   facade (a no-op until the application installs a recorder), labelled by `topic` and `group`:
+//!   `messages_consumed_total` (handled and acked), `messages_retried_total` (in-process retries),
+//!   `messages_requeued_total` (handed back) and `messages_dead_lettered_total`.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -248,6 +252,12 @@ enum Outcome {
 }
 
 impl Job {
+    /// Adds one to the `topic` + `group` series of the metric `name`.
+    fn count(&self, name: &'static str, topic: &str) {
+        metrics::counter!(name, "topic" => topic.to_owned(), "group" => self.group.clone())
+            .increment(1);
+    }
+
     async fn process(&self, delivery: Delivery) {
         let message = delivery.message();
         let span = info_span!(
@@ -293,6 +303,7 @@ impl Job {
             let delay = self.config.backoff.delay(attempt);
             warn!(%error, attempt, ?delay, "transient failure; retrying");
             self.stats.retried.fetch_add(1, Ordering::Relaxed);
+            self.count("messages_retried_total", delivery.topic());
             tokio::select! {
                 () = tokio::time::sleep(delay) => attempt += 1,
                 () = self.stopping.cancelled() => return Outcome::Requeue,
@@ -301,16 +312,29 @@ impl Job {
     }
 
     async fn settle(&self, delivery: Delivery, outcome: Outcome) {
-        let (settled, counter) = match outcome {
-            Outcome::Ack => (delivery.ack().await, &self.stats.acked),
-            Outcome::Requeue => (delivery.requeue().await, &self.stats.requeued),
+        let topic = delivery.topic().to_owned();
+        let (settled, counter, metric) = match outcome {
+            Outcome::Ack => (
+                delivery.ack().await,
+                &self.stats.acked,
+                "messages_consumed_total",
+            ),
+            Outcome::Requeue => (
+                delivery.requeue().await,
+                &self.stats.requeued,
+                "messages_requeued_total",
+            ),
             Outcome::DeadLetter(reason, attempts) => (
                 delivery.nack(Nack::DeadLetter { reason, attempts }).await,
                 &self.stats.dead_lettered,
+                "messages_dead_lettered_total",
             ),
         };
         match settled {
-            Ok(()) => counter.fetch_add(1, Ordering::Relaxed),
+            Ok(()) => {
+                self.count(metric, &topic);
+                counter.fetch_add(1, Ordering::Relaxed)
+            }
             Err(error) => {
                 warn!(%error, "could not settle the delivery; the broker will redeliver it");
                 self.stats.settle_failures.fetch_add(1, Ordering::Relaxed)
