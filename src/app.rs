@@ -13,6 +13,7 @@ use tracing::{info, warn};
 use crate::api::{self, AppState, HttpLimits};
 use crate::config::{BrokerKind, Config};
 use crate::consumer::ImageConsumer;
+use crate::prometheus::{self, MetricsEndpoint};
 use crate::relay::{OutboxRelay, RelayConfig};
 
 /// Why the service could not start. The message names the setting to fix.
@@ -35,6 +36,9 @@ pub enum StartupError {
     /// The image pipeline could not be set up.
     #[error("images: {0}")]
     Imaging(#[from] imaging::ImagingError),
+    /// The Prometheus recorder could not be installed.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::InstallError),
     /// The HTTP address could not be bound, or a directory could not be created.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -69,7 +73,8 @@ impl Roles {
 
 /// A started service; [`Running::wait`] returns once it has stopped.
 pub struct Running {
-    /// Where the API listens, when it runs.
+    /// Where the API listens, when it runs; in a worker-only process, where its health and
+    /// metrics endpoints listen (`METRICS_ADDR`), if anywhere.
     pub http_addr: Option<SocketAddr>,
     tasks: JoinSet<()>,
     publisher: Arc<dyn Publisher>,
@@ -208,6 +213,21 @@ pub async fn start_with_broker(
     std::fs::create_dir_all(&config.media_dir)?;
     let mut tasks = JoinSet::new();
     let mut http_addr = None;
+    let state = AppState {
+        publisher: Some(publisher.clone()),
+        media_dir: config.media_dir.clone(),
+        limits: HttpLimits {
+            body_bytes: config.http_body_limit as usize,
+            request_timeout: config.request_timeout(),
+        },
+        api_token: config.api_token.clone(),
+        idempotency_ttl: config.idempotency_ttl(),
+        metrics: Some(MetricsEndpoint::new(
+            prometheus::install()?,
+            Arc::new(store.clone()),
+        )),
+        ..AppState::new(Arc::new(store.clone()), Arc::new(store.clone()))
+    };
 
     if roles.api {
         let relay_config = RelayConfig {
@@ -216,36 +236,15 @@ pub async fn start_with_broker(
         };
         let relay = OutboxRelay::new(Arc::new(store.clone()), publisher.clone(), relay_config);
         let state = AppState {
-            users: Arc::new(store.clone()),
-            products: Arc::new(store.clone()),
-            publisher: Some(publisher.clone()),
             outbox_wakeup: relay.wakeup(),
-            media_dir: config.media_dir.clone(),
-            limits: HttpLimits {
-                body_bytes: config.http_body_limit as usize,
-                request_timeout: config.request_timeout(),
-            },
+            ..state.clone()
         };
         tasks.spawn(relay.run(shutdown.clone()));
-        let listener = tokio::net::TcpListener::bind(config.http_addr)
-            .await
-            .map_err(|error| StartupError::Config {
-                setting: "HTTP_ADDR",
-                reason: format!("cannot listen on {}: {error}", config.http_addr),
-            })?;
-        let addr = listener.local_addr()?;
-        http_addr = Some(addr);
         let app = api::router(state);
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            info!(%addr, "API listening");
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(error) = served {
-                warn!(%error, "the HTTP server stopped with an error");
-            }
-        });
+        http_addr = Some(serve(app, config.http_addr, "HTTP_ADDR", &mut tasks, &shutdown).await?);
+    } else if let (true, Some(addr)) = (roles.worker, config.metrics_addr) {
+        let app = api::operations_router(state);
+        http_addr = Some(serve(app, addr, "METRICS_ADDR", &mut tasks, &shutdown).await?);
     }
 
     if roles.worker {
@@ -283,6 +282,36 @@ pub async fn start_with_broker(
         publisher,
         subscriber,
     })
+}
+
+/// Binds `addr` (the `setting` that names it, for the error) and serves `app` there until
+/// `shutdown`; returns the bound address.
+async fn serve(
+    app: axum::Router,
+    addr: SocketAddr,
+    setting: &'static str,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> Result<SocketAddr, StartupError> {
+    let listener =
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|error| StartupError::Config {
+                setting,
+                reason: format!("cannot listen on {addr}: {error}"),
+            })?;
+    let addr = listener.local_addr()?;
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        info!(%addr, "HTTP listening");
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            warn!(%error, "the HTTP server stopped with an error");
+        }
+    });
+    Ok(addr)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -74,6 +74,11 @@ pub struct Config {
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
 
+    /// Where a worker-only process (the `worker` example) serves `GET /healthz`, `/readyz` and
+    /// `/metrics`; unset: it serves nothing. Processes that run the API serve them on `HTTP_ADDR`.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Largest request body in bytes.
     #[arg(long, env = "HTTP_BODY_LIMIT", default_value_t = 256 * 1024, value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024))]
     pub http_body_limit: u64,
@@ -81,6 +86,15 @@ pub struct Config {
     /// Longest time one request may take, in seconds.
     #[arg(long, env = "HTTP_REQUEST_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub http_request_timeout: u64,
+
+    /// Bearer token that write requests (`POST /users`, `POST /products`) must carry; at least 16
+    /// characters. Unset: no authentication. The value is never shown in help or logs.
+    #[arg(long, env = "API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<crate::api::ApiToken>,
+
+    /// Seconds an `Idempotency-Key` is remembered; a retry after that creates a new row.
+    #[arg(long, env = "IDEMPOTENCY_TTL", default_value_t = 24 * 60 * 60, value_parser = clap::value_parser!(u64).range(1..=30 * 24 * 60 * 60))]
+    pub idempotency_ttl: u64,
 
     /// Largest image download in bytes.
     #[arg(long, env = "MAX_IMAGE_BYTES", default_value_t = 25 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
@@ -131,6 +145,11 @@ impl Config {
         Duration::from_secs(self.http_request_timeout)
     }
 
+    /// [`Config::idempotency_ttl`] as a duration.
+    pub fn idempotency_ttl(&self) -> Duration {
+        Duration::from_secs(self.idempotency_ttl)
+    }
+
     /// [`Config::shutdown_timeout`] as a duration.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout)
@@ -172,5 +191,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("--broker"), "{error}");
+        let error = Config::try_parse_from(["x", "--api-token", "short"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--api-token"), "{error}");
+    }
+
+    #[test]
+    fn the_api_token_is_never_printed() {
+        let token = "a-secret-token-0123456789";
+        let config = Config::try_parse_from(["x", "--api-token", token]).unwrap();
+        assert!(config.api_token.as_ref().unwrap().matches(token));
+        assert!(!format!("{config:?}").contains(token));
+        let argument = <Config as clap::CommandFactory>::command();
+        let argument = argument
+            .get_arguments()
+            .find(|a| a.get_id() == "api_token")
+            .unwrap();
+        assert!(argument.is_hide_env_values_set());
     }
 }

@@ -1,9 +1,11 @@
 //! product-pipeline: ingest products over HTTP and process their images asynchronously over a
 //! pluggable message broker.
 //!
-//! - [`api`]: the axum router (`POST /users`, `POST /products`, listing, media, health).
+//! - [`api`]: the axum router (`POST /users`, `POST /products`, listing, media, health, metrics,
+//!   `GET /openapi.json`), with `Idempotency-Key` and optional bearer-token protection of writes.
 //! - [`relay`]: the outbox relay that publishes `products.created` after each commit.
 //! - [`consumer`]: the image worker's handler (fetch, compress, store, record).
+//! - [`prometheus`]: the metrics recorder and what `GET /metrics` renders.
 //! - [`config`] and [`app`]: one configuration and the wiring the examples use.
 //!
 //! The building blocks are re-exported: [`mq_core`] (messaging traits, in-memory broker, worker
@@ -17,6 +19,7 @@ pub mod app;
 mod backends;
 pub mod config;
 pub mod consumer;
+pub mod prometheus;
 pub mod relay;
 
 pub use config::{BrokerKind, Config};

@@ -5,9 +5,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mq_core::domain::RepoError;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// One failing field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(example = json!({"field": "product_price", "message": "must be a number ≥ 0 with at most 2 decimals"}))]
 pub struct FieldError {
     /// The field, e.g. `product_images[2]`.
     pub field: String,
@@ -71,25 +73,34 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// The body of every error answer.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ErrorBody {
+    error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
-    details: &'a [FieldError],
+/// What went wrong.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"code": "validation_failed", "message": "the request has invalid fields; see details", "details": [{"field": "product_name", "message": "is required"}]}))]
+struct ErrorDetail {
+    /// Stable machine-readable code: `validation_failed`, `invalid_json`, `invalid_body`, `invalid_id`,
+    /// `invalid_idempotency_key`, `idempotency_key_reused`, `unsupported_media_type`,
+    /// `payload_too_large`, `unauthorized`, `not_found`, `method_not_allowed`, `conflict`,
+    /// `unavailable` or `internal`.
+    code: &'static str,
+    /// Human-readable summary that says what to do.
+    message: String,
+    /// The failing fields (validation errors and readiness checks); empty otherwise.
+    details: Vec<FieldError>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            error: Inner {
+        let body = ErrorBody {
+            error: ErrorDetail {
                 code: self.code,
-                message: &self.message,
-                details: &self.details,
+                message: self.message,
+                details: self.details,
             },
         };
         (self.status, Json(body)).into_response()
@@ -114,6 +125,14 @@ impl From<RepoError> for ApiError {
                     "a user with this mobile number already exists",
                 )
             },
+            RepoError::IdempotencyKeyReused(key) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                format!(
+                    "Idempotency-Key `{key}` was already used for a different request; \
+                     use a new key for a new request"
+                ),
+            ),
             RepoError::NotFound { entity, id } => ApiError::not_found(format!("{entity} {id}")),
             RepoError::Unavailable(reason) => {
                 tracing::warn!(%reason, "database unavailable");

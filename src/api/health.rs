@@ -11,10 +11,27 @@ use super::{ApiError, AppState};
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "Alive", body = super::schema::Status)),
+)]
 pub(super) async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Readiness: the database and the broker answer within 2 s.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = super::schema::Status, example = json!({"status": "ready"})),
+        (status = 503, description = "Not ready; `details` names the database and/or the broker", body = super::schema::ErrorBody),
+    ),
+)]
 pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let database = tokio::time::timeout(CHECK_TIMEOUT, state.products.ping()).await;
     let database = match database {

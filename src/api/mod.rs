@@ -8,10 +8,15 @@
 //! # }
 //! ```
 
+mod auth;
 mod body;
 mod error;
 mod health;
+mod http_metrics;
+pub mod idempotency;
+mod openapi;
 mod products;
+mod schema;
 mod trace;
 mod users;
 pub mod validate;
@@ -21,19 +26,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{middleware, Json, Router};
 use mq_core::domain::{ProductRepo, UserRepo};
 use mq_core::Publisher;
+use serde::Serialize;
 use tokio::sync::Notify;
 use tower_http::services::ServeDir;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub use auth::ApiToken;
 pub use body::JsonObject;
 pub use error::{ApiError, FieldError};
+pub use openapi::openapi;
 pub use trace::traceparent;
+
+use crate::prometheus::MetricsEndpoint;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -50,7 +61,36 @@ pub struct AppState {
     pub media_dir: PathBuf,
     /// Limits of the HTTP layer.
     pub limits: HttpLimits,
+    /// When set, requests that may change something need `Authorization: Bearer <token>`.
+    pub api_token: Option<ApiToken>,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl: Duration,
+    /// `GET /metrics`; `None` answers 404.
+    pub metrics: Option<MetricsEndpoint>,
 }
+
+impl AppState {
+    /// A state with the defaults for everything but the repositories: no publisher to check, a
+    /// wake-up nobody listens to, `./media`, default limits, no token, keys kept for a day and
+    /// no metrics.
+    pub fn new(users: Arc<dyn UserRepo>, products: Arc<dyn ProductRepo>) -> Self {
+        Self {
+            users,
+            products,
+            publisher: None,
+            outbox_wakeup: Arc::new(Notify::new()),
+            media_dir: PathBuf::from("media"),
+            limits: HttpLimits::default(),
+            api_token: None,
+            idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
+            metrics: None,
+        }
+    }
+}
+
+/// How long an `Idempotency-Key` is remembered unless configured otherwise: a day, as long as
+/// clients typically keep retrying.
+pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,18 +110,38 @@ impl Default for HttpLimits {
     }
 }
 
-/// The API's routes (see DESIGN.md "HTTP API") with body limit, timeout and request tracing.
+/// The API's routes (see DESIGN.md "HTTP API" and `GET /openapi.json`) with body limit,
+/// timeout, request tracing, HTTP metrics and, when a token is set, bearer authentication of
+/// writes.
 pub fn router(state: AppState) -> Router {
     let media = ServeDir::new(&state.media_dir);
-    let limits = state.limits.clone();
-    Router::new()
+    let routes = operations_routes()
         .route("/users", post(users::create))
         .route("/users/{id}", get(users::get))
         .route("/products", post(products::create).get(products::list))
         .route("/products/{id}", get(products::get))
+        .route("/openapi.json", get(openapi::serve))
+        .nest_service("/media", media);
+    with_layers(routes, state)
+}
+
+/// Only `GET /healthz`, `GET /readyz` and `GET /metrics`, with the same layers as [`router`]: what
+/// a worker process serves (`METRICS_ADDR`), so that it can be probed and scraped too.
+pub fn operations_router(state: AppState) -> Router {
+    with_layers(operations_routes(), state)
+}
+
+fn operations_routes() -> Router<AppState> {
+    Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .nest_service("/media", media)
+        .route("/metrics", get(http_metrics::metrics))
+}
+
+/// Error-format fallbacks, body limit, timeout, authentication of writes, tracing and metrics.
+fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
+    let limits = state.limits.clone();
+    routes
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -95,8 +155,32 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token_for_writes,
+        ))
         .layer(TraceLayer::new_for_http())
+        // Outermost, so that 401, 408 and 413 answers are counted too.
+        .layer(middleware::from_fn(http_metrics::record))
         .with_state(state)
+}
+
+/// `201 Created` with `Location` and the row; a replayed idempotent request also gets
+/// `Idempotent-Replayed: true`.
+fn created(location: String, row: &impl Serialize, replayed: bool) -> Response {
+    let mut response = (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(row),
+    )
+        .into_response();
+    if replayed {
+        response.headers_mut().insert(
+            idempotency::IDEMPOTENT_REPLAYED,
+            header::HeaderValue::from_static("true"),
+        );
+    }
+    response
 }
 
 /// Parses a path id; anything but a positive integer is a 400.

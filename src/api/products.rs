@@ -3,37 +3,90 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mq_core::headers;
 
-use super::{parse_id, traceparent, validate, ApiError, AppState, JsonObject};
+use super::{
+    created, idempotency, parse_id, traceparent, validate, ApiError, AppState, JsonObject,
+};
 
+/// Stores a product; its images are processed asynchronously (watch `status`).
+#[utoipa::path(
+    post,
+    path = "/products",
+    tag = "products",
+    request_body = super::schema::NewProductRequest,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: a retry with the same key and body returns the original response (with `Idempotent-Replayed: true`) and creates nothing; 1 to 255 visible ASCII characters."),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context, carried to the image worker"),
+    ),
+    responses(
+        (status = 201, description = "Stored with status `pending`", body = mq_core::domain::Product,
+            headers(("Location" = String, description = "`/products/{id}`"),
+                    ("Idempotent-Replayed" = Option<bool>, description = "`true` when an earlier request with the same key created the product"))),
+        super::schema::CreateErrors,
+    ),
+    security((), ("bearer" = [])),
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
     request_headers: HeaderMap,
     JsonObject(body): JsonObject,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
+    let key = idempotency::from_request(
+        &request_headers,
+        "POST /products",
+        &body,
+        state.idempotency_ttl,
+    )?;
     let new_product = validate::new_product(&body)?;
     let message_headers = BTreeMap::from([(
         headers::TRACEPARENT.to_owned(),
         traceparent(&request_headers),
     )]);
-    let product = state
-        .products
-        .create_product(new_product, message_headers)
-        .await?;
-    // The outbox row is committed: let the relay publish it now rather than at its next poll.
-    state.outbox_wakeup.notify_one();
-    let location = format!("/products/{}", product.product_id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(product),
+    let (product, replayed) = match key {
+        None => {
+            let product = state
+                .products
+                .create_product(new_product, message_headers)
+                .await?;
+            (product, false)
+        }
+        Some(key) => {
+            let outcome = state
+                .products
+                .create_product_idempotent(new_product, message_headers, &key)
+                .await?;
+            let replayed = outcome.is_replay();
+            (outcome.into_inner(), replayed)
+        }
+    };
+    if !replayed {
+        // The outbox row is committed: let the relay publish it now rather than at its next poll.
+        state.outbox_wakeup.notify_one();
+    }
+    Ok(created(
+        format!("/products/{}", product.product_id),
+        &product,
+        replayed,
     ))
 }
 
+/// One product, with its processing status and compressed images.
+#[utoipa::path(
+    get,
+    path = "/products/{id}",
+    tag = "products",
+    params(("id" = i64, Path, description = "Product id", minimum = 1)),
+    responses(
+        (status = 200, description = "The product", body = mq_core::domain::Product),
+        (status = 400, description = "The id is not a positive integer", body = super::schema::ErrorBody),
+        (status = 404, description = "No such product", body = super::schema::ErrorBody),
+        (status = 503, description = "Database unavailable; retry later", body = super::schema::ErrorBody),
+    ),
+)]
 pub(super) async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -45,6 +98,18 @@ pub(super) async fn get(
     }
 }
 
+/// A page of products, filtered; follow `next` for the following page.
+#[utoipa::path(
+    get,
+    path = "/products",
+    tag = "products",
+    params(super::schema::ListProductsQuery),
+    responses(
+        (status = 200, description = "One page", body = mq_core::domain::Page<mq_core::domain::Product>),
+        (status = 422, description = "Invalid query parameters (all listed)", body = super::schema::ErrorBody),
+        (status = 503, description = "Database unavailable; retry later", body = super::schema::ErrorBody),
+    ),
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,

@@ -15,12 +15,9 @@ use super::*;
 
 fn state(products: MockProductRepo, publisher: MockPublisher) -> AppState {
     AppState {
-        users: Arc::new(MockUserRepo::new()),
-        products: Arc::new(products),
         publisher: Some(Arc::new(publisher)),
-        outbox_wakeup: Arc::new(Notify::new()),
         media_dir: std::env::temp_dir(),
-        limits: HttpLimits::default(),
+        ..AppState::new(Arc::new(MockUserRepo::new()), Arc::new(products))
     }
 }
 
@@ -96,4 +93,126 @@ async fn unknown_routes_answer_in_the_error_format() {
     let (status, body) = call(state(MockProductRepo::new(), MockPublisher::new()), request).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not_found");
+}
+
+fn product(id: i64) -> mq_core::domain::Product {
+    let now = chrono::Utc::now();
+    mq_core::domain::Product {
+        product_id: id,
+        user_id: 1,
+        product_name: "Lamp".into(),
+        product_description: None,
+        product_images: vec!["http://img.example/a.jpg".into()],
+        product_price: 1.into(),
+        compressed_product_images: vec![],
+        status: mq_core::domain::ProductStatus::Pending,
+        image_errors: vec![],
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+fn with_token(mut state: AppState) -> AppState {
+    state.api_token = Some(TOKEN.parse().unwrap());
+    state
+}
+
+#[tokio::test]
+async fn with_a_token_writes_need_it_and_nothing_is_stored_without_it() {
+    // No expectation on create_product: a call would panic.
+    let state = with_token(state(MockProductRepo::new(), MockPublisher::new()));
+    for authorization in [None, Some("Bearer wrong-token-0123456789abc"), Some(TOKEN)] {
+        let mut request = post_product();
+        if let Some(value) = authorization {
+            request
+                .headers_mut()
+                .insert("authorization", value.parse().unwrap());
+        }
+        let response = router(state.clone()).oneshot(request).await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{authorization:?}"
+        );
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    }
+}
+
+#[tokio::test]
+async fn with_a_token_the_right_bearer_writes_and_reads_need_none() {
+    let mut products = MockProductRepo::new();
+    products
+        .expect_create_product()
+        .times(1)
+        .returning(|_, _| Ok(product(7)));
+    products
+        .expect_get_product()
+        .returning(|id| Ok(Some(product(id))));
+    let state = with_token(state(products, MockPublisher::new()));
+    let mut request = post_product();
+    request
+        .headers_mut()
+        .insert("authorization", format!("bearer {TOKEN}").parse().unwrap());
+    let (status, body) = call(state.clone(), request).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let request = Request::get("/products/7").body(Body::empty()).unwrap();
+    let (status, _) = call(state, request).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+fn keyed(mut request: Request<Body>, key: &str) -> Request<Body> {
+    request
+        .headers_mut()
+        .insert("idempotency-key", key.parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn a_replayed_create_answers_like_the_original_and_does_not_wake_the_relay() {
+    let mut products = MockProductRepo::new();
+    products
+        .expect_create_product_idempotent()
+        .withf(|_, _, key| {
+            key.key == "k-1" && key.fingerprint.len() == 64 && key.ttl == DEFAULT_IDEMPOTENCY_TTL
+        })
+        .returning(|_, _, _| Ok(mq_core::domain::Created::Replayed(product(5))));
+    let state = state(products, MockPublisher::new());
+    let wakeup = state.outbox_wakeup.clone();
+    let response = router(state)
+        .oneshot(keyed(post_product(), "k-1"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.headers()["location"], "/products/5");
+    assert_eq!(response.headers()["idempotent-replayed"], "true");
+    let woken = tokio::time::timeout(std::time::Duration::from_millis(50), wakeup.notified());
+    assert!(woken.await.is_err(), "a replay publishes nothing new");
+}
+
+#[tokio::test]
+async fn a_key_reused_for_another_body_is_422() {
+    let mut products = MockProductRepo::new();
+    products
+        .expect_create_product_idempotent()
+        .returning(|_, _, key| Err(RepoError::IdempotencyKeyReused(key.key.clone())));
+    let (status, body) = call(
+        state(products, MockPublisher::new()),
+        keyed(post_product(), "k-2"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["code"], "idempotency_key_reused");
+}
+
+#[tokio::test]
+async fn a_malformed_key_is_400_before_anything_is_stored() {
+    let (status, body) = call(
+        state(MockProductRepo::new(), MockPublisher::new()),
+        keyed(post_product(), "has spaces"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_idempotency_key");
 }

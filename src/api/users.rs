@@ -1,26 +1,66 @@
 //! `POST /users`, `GET /users/{id}`.
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::{parse_id, validate, ApiError, AppState, JsonObject};
+use super::{created, idempotency, parse_id, validate, ApiError, AppState, JsonObject};
 
+/// Creates a user.
+#[utoipa::path(
+    post,
+    path = "/users",
+    tag = "users",
+    request_body = super::schema::NewUserRequest,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: a retry with the same key and body returns the original response (with `Idempotent-Replayed: true`) and creates nothing; 1 to 255 visible ASCII characters."),
+    ),
+    responses(
+        (status = 201, description = "Created", body = mq_core::domain::User,
+            headers(("Location" = String, description = "`/users/{id}`"),
+                    ("Idempotent-Replayed" = Option<bool>, description = "`true` when an earlier request with the same key created the user"))),
+        (status = 409, description = "The mobile number is taken", body = super::schema::ErrorBody),
+        super::schema::CreateErrors,
+    ),
+    security((), ("bearer" = [])),
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
+    request_headers: HeaderMap,
     JsonObject(body): JsonObject,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
+    let key = idempotency::from_request(
+        &request_headers,
+        "POST /users",
+        &body,
+        state.idempotency_ttl,
+    )?;
     let new_user = validate::new_user(&body)?;
-    let user = state.users.create_user(new_user).await?;
-    let location = format!("/users/{}", user.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(user),
-    ))
+    let (user, replayed) = match key {
+        None => (state.users.create_user(new_user).await?, false),
+        Some(key) => {
+            let outcome = state.users.create_user_idempotent(new_user, &key).await?;
+            let replayed = outcome.is_replay();
+            (outcome.into_inner(), replayed)
+        }
+    };
+    Ok(created(format!("/users/{}", user.id), &user, replayed))
 }
 
+/// One user.
+#[utoipa::path(
+    get,
+    path = "/users/{id}",
+    tag = "users",
+    params(("id" = i64, Path, description = "User id", minimum = 1)),
+    responses(
+        (status = 200, description = "The user", body = mq_core::domain::User),
+        (status = 400, description = "The id is not a positive integer", body = super::schema::ErrorBody),
+        (status = 404, description = "No such user", body = super::schema::ErrorBody),
+        (status = 503, description = "Database unavailable; retry later", body = super::schema::ErrorBody),
+    ),
+)]
 pub(super) async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -9,7 +9,7 @@ macro_rules! e2e_tests {
     ($stack:expr) => {
         e2e_tests!(@each $stack; images_end_done, missing_image_ends_partial, validation_rules,
             unknown_user_and_duplicate_mobile, list_filters_and_pagination, worker_stopped_mid_batch,
-            broker_outage, poison_message);
+            broker_outage, poison_message, idempotent_creates, metrics_move);
     };
     (@each $stack:expr; $($scenario:ident),*) => {
         $(

@@ -766,3 +766,145 @@ pub async fn poison_message(stack: &Stack) {
     letter.ack().await.unwrap();
     app.stop().await;
 }
+
+/// A retried create with the same `Idempotency-Key` returns the original response and creates
+/// (and publishes) nothing new; the same key with another body is refused.
+pub async fn idempotent_creates(stack: &Stack) {
+    let images = ImageServer::start().await;
+    let app = stack.start(Roles::ALL).await;
+    let key = format!("e2e-{:016x}", fastrand::u64(..));
+    let idempotent = [("idempotency-key", key.as_str())];
+
+    let mobile = format!("+49{:010}", fastrand::u64(..10_000_000_000));
+    let user = json!({"name": "Once", "mobile": mobile, "latitude": 1.0, "longitude": 2.0});
+    let (status, headers, first_user) = post_with(&app, "/users", &user, &idempotent).await;
+    assert_eq!(status, StatusCode::CREATED, "{first_user}");
+    assert!(headers.get("idempotent-replayed").is_none());
+    let (status, headers, again) = post_with(&app, "/users", &user, &idempotent).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(again, first_user, "the original response, not a new user");
+    let user_id = first_user["id"].as_i64().unwrap();
+
+    // The same key on the other route is a different key.
+    let product = json!({"user_id": user_id, "product_name": "Once", "product_images": [images.image(300, 200, "once")], "product_price": "5.00"});
+    let (status, headers, first) = post_with(&app, "/products", &product, &idempotent).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert!(headers.get("idempotent-replayed").is_none());
+    let product_id = first["product_id"].as_i64().unwrap();
+    let done = wait_final(&app, product_id, PROCESSING).await;
+    assert_eq!(done["status"], "done", "{done}");
+
+    // Keys in another order are the same request.
+    let reordered = json!({"product_price": "5.00", "product_images": [images.image(300, 200, "once")], "product_name": "Once", "user_id": user_id});
+    let (status, headers, replay) = post_with(&app, "/products", &reordered, &idempotent).await;
+    assert_eq!(status, StatusCode::CREATED, "{replay}");
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(
+        headers["location"],
+        format!("/products/{product_id}").as_str()
+    );
+    assert_eq!(
+        replay, first,
+        "the original response (status pending), not the current row"
+    );
+
+    let changed = json!({"user_id": user_id, "product_name": "Twice", "product_images": [images.image(300, 200, "once")], "product_price": "5.00"});
+    let (status, _, refused) = post_with(&app, "/products", &changed, &idempotent).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["error"]["code"], "idempotency_key_reused");
+
+    let (status, page) = get_json(&app, &format!("/products?user_id={user_id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    // Give a wrongly written second outbox row time to go out, then count what was published.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let topic = stack.config.products_topic();
+    assert_eq!(
+        Scrape::of(&app)
+            .await
+            .count("messages_published_total", &[("topic", &topic)]),
+        1.0,
+        "one product, one message"
+    );
+    app.stop().await;
+}
+
+/// After a run, `/metrics` shows the HTTP, outbox, messaging, image and product series moving.
+pub async fn metrics_move(stack: &Stack) {
+    let images = ImageServer::start().await;
+    let (publisher, subscriber) = stack.broker().await;
+    let app = stack
+        .start_with(Roles::ALL, publisher.clone(), subscriber.clone())
+        .await;
+    let topic = stack.config.products_topic();
+    let group = stack.config.consumer_group.clone();
+    let on_topic = [("topic", topic.as_str())];
+    let on_group = [("topic", topic.as_str()), ("group", group.as_str())];
+    let before = Scrape::of(&app).await;
+
+    let user = create_user(&app).await;
+    let id = create_product(
+        &app,
+        user,
+        &[images.image(800, 600, "metered"), images.unavailable()],
+    )
+    .await;
+    let product = wait_final(&app, id, PROCESSING).await;
+    assert_eq!(product["status"], "partial", "{product}");
+    publisher
+        .publish(&topic, Message::new("not a products.created event"))
+        .await
+        .expect("publish a poison message");
+    let deadline = tokio::time::Instant::now() + PROCESSING;
+    let after = loop {
+        let scrape = Scrape::of(&app).await;
+        if scrape.count("messages_dead_lettered_total", &on_group) >= 1.0 {
+            break scrape;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the poison message was never counted as dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    let moved = |name: &str, labels: &[(&str, &str)]| {
+        after.count(name, labels) - before.count(name, labels)
+    };
+    let created = [
+        ("method", "POST"),
+        ("route", "/products"),
+        ("status", "201"),
+    ];
+    assert!(moved("http_requests_total", &created) >= 1.0);
+    assert!(moved("http_request_duration_seconds_count", &created) >= 1.0);
+    assert!(
+        after
+            .get(
+                "http_request_duration_seconds_bucket",
+                &[("route", "/products/{id}")]
+            )
+            .is_some(),
+        "latency is a histogram, by route template"
+    );
+    assert_eq!(moved("messages_published_total", &on_topic), 1.0);
+    assert_eq!(moved("messages_consumed_total", &on_group), 1.0);
+    assert_eq!(
+        moved("messages_retried_total", &on_group),
+        f64::from(stack.config.worker_max_attempts - 1),
+        "the 503 image is retried until the last attempt"
+    );
+    assert_eq!(moved("messages_dead_lettered_total", &on_group), 1.0);
+    assert!(moved("image_fetch_duration_seconds_count", &[]) >= 1.0);
+    assert!(moved("image_compress_duration_seconds_count", &[]) >= 1.0);
+    assert!(moved("image_bytes_in_total", &[]) > 0.0);
+    assert!(moved("image_bytes_out_total", &[]) > 0.0);
+    assert!(moved("image_failures_total", &[("reason", "http")]) >= 1.0);
+    assert!(after.count("products_by_status", &[("status", "partial")]) >= 1.0);
+    assert!(after.get("outbox_backlog_rows", &[]).is_some());
+    assert!(after
+        .get("outbox_oldest_unpublished_age_seconds", &[])
+        .is_some());
+    app.stop().await;
+}

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 /// Serves generated JPEGs on 127.0.0.1: `/img/{w}x{h}/{name}.jpg`, `/slow/{ms}/{w}x{h}.jpg`;
-/// anything else is a 404.
+/// `/unavailable.jpg` is always a 503 (a transient failure); anything else is a 404.
 pub struct ImageServer {
     pub base: String,
 }
@@ -57,6 +57,10 @@ impl ImageServer {
                 }),
             )
             .route(
+                "/unavailable.jpg",
+                get(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+            )
+            .route(
                 "/slow/{ms}/{size}",
                 get(|Path((ms, size)): Path<(u64, String)>| async move {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -86,6 +90,10 @@ impl ImageServer {
 
     pub fn missing(&self) -> String {
         format!("{}/missing.jpg", self.base)
+    }
+
+    pub fn unavailable(&self) -> String {
+        format!("{}/unavailable.jpg", self.base)
     }
 }
 
@@ -296,6 +304,27 @@ pub async fn post(app: &App, path: &str, body: &Value) -> (StatusCode, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// POST with extra headers; returns the status, the response headers and the JSON body.
+pub async fn post_with(
+    app: &App,
+    path: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut request = client().post(app.url(path)).json(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    let headers = response.headers().clone();
+    (
+        status,
+        headers,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
 pub async fn get_json(app: &App, path: &str) -> (StatusCode, Value) {
     let response = client().get(app.url(path)).send().await.unwrap();
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
@@ -373,5 +402,48 @@ impl Publisher for SwitchablePublisher {
     }
     async fn close(&self) -> mq_core::Result<()> {
         self.inner.close().await
+    }
+}
+
+/// One scrape of `GET /metrics`: every sample line of the Prometheus text format.
+pub struct Scrape(Vec<(String, f64)>);
+
+impl Scrape {
+    pub async fn of(app: &App) -> Scrape {
+        let response = client().get(app.url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let text = response.text().await.unwrap();
+        let samples = text
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .map(|line| {
+                let (series, value) = line.rsplit_once(' ').expect("`series value`");
+                (series.to_owned(), value.parse().expect("a numeric sample"))
+            })
+            .collect();
+        Scrape(samples)
+    }
+
+    /// The sum of the samples of `name` whose labels include all of `labels`; `None` when there
+    /// is no such series.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let matching: Vec<f64> = self
+            .0
+            .iter()
+            .filter(|(series, _)| {
+                let series_name = series.split('{').next().unwrap();
+                series_name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
+            })
+            .map(|(_, value)| *value)
+            .collect();
+        (!matching.is_empty()).then(|| matching.iter().sum())
+    }
+
+    /// Like [`Scrape::get`], 0 when absent (a counter not yet incremented).
+    pub fn count(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels).unwrap_or(0.0)
     }
 }

@@ -1,0 +1,110 @@
+//! Schemas of what the handlers read by hand (request bodies are validated field by field from a
+//! JSON object, see [`super::validate`]), for the OpenAPI document. Tests check them against the
+//! validation rules.
+
+#![allow(dead_code)] // Read only by the OpenAPI derive.
+
+use utoipa::{IntoParams, IntoResponses, ToSchema};
+
+pub(super) use super::error::ErrorBody;
+
+/// `POST /users`.
+#[derive(ToSchema)]
+#[schema(example = json!({"name": "Ada Lovelace", "mobile": "+447700900123", "latitude": 51.5074, "longitude": -0.1278}))]
+pub(super) struct NewUserRequest {
+    /// Display name, not blank.
+    #[schema(min_length = 1, max_length = 100)]
+    name: String,
+    /// 7 to 15 digits with an optional leading `+`; unique among users.
+    #[schema(pattern = r"^\+?[0-9]{7,15}$")]
+    mobile: String,
+    /// Degrees north.
+    #[schema(minimum = -90, maximum = 90)]
+    latitude: f64,
+    /// Degrees east.
+    #[schema(minimum = -180, maximum = 180)]
+    longitude: f64,
+}
+
+/// `POST /products`.
+#[derive(ToSchema)]
+#[schema(example = json!({
+    "user_id": 1,
+    "product_name": "Desk lamp",
+    "product_description": "Brass, 40 cm",
+    "product_images": ["https://images.example.com/lamp-front.jpg", "https://images.example.com/lamp-side.png"],
+    "product_price": 49.9
+}))]
+pub(super) struct NewProductRequest {
+    /// An existing user (422 otherwise).
+    #[schema(minimum = 1)]
+    user_id: i64,
+    /// Not blank.
+    #[schema(min_length = 1, max_length = 255)]
+    product_name: String,
+    /// Optional; `null` or absent means none.
+    #[schema(max_length = 10000)]
+    product_description: Option<String>,
+    /// `http`/`https` URLs of the source images, each at most 2048 characters.
+    #[schema(min_items = 1, max_items = 20)]
+    product_images: Vec<String>,
+    /// At least 0, at most 9999999999.99, at most 2 decimals; a JSON number or a numeric string.
+    #[schema(value_type = f64, minimum = 0, maximum = 9999999999.99, multiple_of = 0.01)]
+    product_price: String,
+}
+
+/// Query of `GET /products`; results are ordered by `product_id`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ListProductsQuery {
+    /// Only this user's products.
+    #[param(minimum = 1)]
+    user_id: Option<i64>,
+    /// Price at least this.
+    #[param(value_type = Option<f64>, minimum = 0)]
+    min_price: Option<String>,
+    /// Price at most this.
+    #[param(value_type = Option<f64>, minimum = 0)]
+    max_price: Option<String>,
+    /// Name contains this text (case-insensitive).
+    #[param(max_length = 255)]
+    q: Option<String>,
+    /// Page size (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// The previous page's `next`.
+    #[param(minimum = 0)]
+    after: Option<i64>,
+}
+
+/// `GET /healthz` and `GET /readyz` when all is well.
+#[derive(ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
+pub(super) struct Status {
+    /// `ok` (healthz) or `ready` (readyz).
+    status: String,
+}
+
+/// The error answers `POST /users` and `POST /products` share.
+#[derive(IntoResponses)]
+pub(super) enum CreateErrors {
+    /// Malformed JSON or Idempotency-Key.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// `API_TOKEN` is set and the bearer token is missing or wrong.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Body too large.
+    #[response(status = 413)]
+    PayloadTooLarge(ErrorBody),
+    /// Not `application/json`.
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorBody),
+    /// Invalid fields (all listed; for a product an unknown `user_id` too), or an
+    /// Idempotency-Key reused for a different body.
+    #[response(status = 422)]
+    Unprocessable(ErrorBody),
+    /// Database unavailable; retry later.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}

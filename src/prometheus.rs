@@ -1,0 +1,171 @@
+//! Prometheus metrics: the recorder every crate reports to, and what `GET /metrics` renders.
+//!
+//! The crates record through the [`metrics`] facade, which does nothing until [`install`] sets
+//! the Prometheus recorder (the service does it at start). The series:
+//!
+//! | metric | type | labels | recorded by |
+//! |---|---|---|---|
+//! | `http_requests_total`, `http_request_duration_seconds` | counter, histogram | `method`, `route`, `status` | the API |
+//! | `outbox_backlog_rows`, `outbox_oldest_unpublished_age_seconds` | gauge | | each scrape, from the database |
+//! | `products_by_status` | gauge | `status` | each scrape, from the database |
+//! | `messages_published_total`, `messages_publish_failures_total` | counter | `topic` | the outbox relay |
+//! | `messages_consumed_total`, `messages_retried_total`, `messages_requeued_total`, `messages_dead_lettered_total` | counter | `topic`, `group` | the worker runtime |
+//! | `image_fetch_duration_seconds`, `image_compress_duration_seconds` | histogram | | the image pipeline |
+//! | `image_bytes_in_total`, `image_bytes_out_total` | counter | | the image pipeline |
+//! | `image_failures_total` | counter | `reason` | the image pipeline |
+//! | `metrics_refresh_failures_total` | counter | | a scrape whose database gauges could not be refreshed |
+
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use mq_core::domain::{OutboxRepo, ProductRepo, RepoError};
+use tracing::warn;
+
+/// Histogram buckets (seconds) for every `*_seconds` histogram: from a fast HTTP answer to a slow
+/// image download.
+const SECONDS_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Why [`install`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The application already installed a recorder of its own.
+    #[error("another `metrics` recorder is already installed; build a `MetricsEndpoint` from its `PrometheusHandle` instead")]
+    AnotherRecorder,
+    /// The exporter rejected its configuration (a bug).
+    #[error("configuring the Prometheus exporter: {0}")]
+    Build(#[from] metrics_exporter_prometheus::BuildError),
+}
+
+/// Installs the Prometheus recorder as the process-wide `metrics` recorder, once; later calls
+/// return the same handle.
+pub fn install() -> Result<PrometheusHandle, InstallError> {
+    static INSTALLED: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut installed = INSTALLED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(handle) = installed.as_ref() {
+        return Ok(handle.clone());
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|_| InstallError::AnotherRecorder)?;
+    describe();
+    *installed = Some(handle.clone());
+    Ok(handle)
+}
+
+/// The `# HELP` line of every series.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!("http_requests_total", "HTTP requests answered");
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request"
+    );
+    describe_gauge!("outbox_backlog_rows", "Outbox rows not yet published");
+    describe_gauge!(
+        "outbox_oldest_unpublished_age_seconds",
+        Unit::Seconds,
+        "Age of the oldest unpublished outbox row (0 when none)"
+    );
+    describe_gauge!("products_by_status", "Products with each processing status");
+    describe_counter!(
+        "messages_published_total",
+        "Outbox rows the broker confirmed"
+    );
+    describe_counter!(
+        "messages_publish_failures_total",
+        "Publishes that failed (the row is retried)"
+    );
+    describe_counter!("messages_consumed_total", "Messages handled and acked");
+    describe_counter!(
+        "messages_retried_total",
+        "In-process retries after transient failures"
+    );
+    describe_counter!(
+        "messages_requeued_total",
+        "Messages handed back to the broker by a stopping worker"
+    );
+    describe_counter!(
+        "messages_dead_lettered_total",
+        "Messages sent to the dead-letter topic"
+    );
+    describe_histogram!(
+        "image_fetch_duration_seconds",
+        Unit::Seconds,
+        "Time to download an image"
+    );
+    describe_histogram!(
+        "image_compress_duration_seconds",
+        Unit::Seconds,
+        "Time to decode, resize, encode and save an image"
+    );
+    describe_counter!(
+        "image_bytes_in_total",
+        Unit::Bytes,
+        "Bytes of images downloaded"
+    );
+    describe_counter!(
+        "image_bytes_out_total",
+        Unit::Bytes,
+        "Bytes of compressed images written"
+    );
+    describe_counter!(
+        "image_failures_total",
+        "Images that could not be processed, by reason"
+    );
+    describe_counter!(
+        "metrics_refresh_failures_total",
+        "Scrapes whose database gauges could not be refreshed"
+    );
+}
+
+/// What `GET /metrics` needs: the recorder's handle and the outbox, whose backlog is read at
+/// each scrape (as are the product counts) so the gauges are never stale.
+#[derive(Clone)]
+pub struct MetricsEndpoint {
+    handle: PrometheusHandle,
+    outbox: Arc<dyn OutboxRepo>,
+}
+
+impl MetricsEndpoint {
+    /// An endpoint rendering `handle`, with the outbox backlog read from `outbox`.
+    pub fn new(handle: PrometheusHandle, outbox: Arc<dyn OutboxRepo>) -> Self {
+        Self { handle, outbox }
+    }
+
+    /// Refreshes the database gauges and renders every series in the Prometheus text format.
+    ///
+    /// When the database does not answer, the other series are still rendered (with the gauges
+    /// as of the last good scrape) and `metrics_refresh_failures_total` goes up: an outage is
+    /// exactly when the rest matters.
+    pub async fn render(&self, products: &dyn ProductRepo) -> String {
+        if let Err(error) = self.refresh(products).await {
+            warn!(%error, "could not refresh the database gauges for /metrics");
+            metrics::counter!("metrics_refresh_failures_total").increment(1);
+        }
+        // Histograms are kept in per-thread buffers until upkeep drains them.
+        self.handle.run_upkeep();
+        self.handle.render()
+    }
+
+    async fn refresh(&self, products: &dyn ProductRepo) -> Result<(), RepoError> {
+        let (backlog, counts) =
+            futures::try_join!(self.outbox.outbox_backlog(), products.count_by_status())?;
+        metrics::gauge!("outbox_backlog_rows").set(backlog.unpublished as f64);
+        let oldest_age = backlog.oldest_created_at.map_or(0.0, |at| {
+            (Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0
+        });
+        metrics::gauge!("outbox_oldest_unpublished_age_seconds").set(oldest_age);
+        for (status, count) in counts {
+            metrics::gauge!("products_by_status", "status" => status.as_str()).set(count as f64);
+        }
+        Ok(())
+    }
+}
