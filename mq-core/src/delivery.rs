@@ -48,6 +48,26 @@ pub trait Acknowledger: Send + Sync + 'static {
 /// Settle it with [`ack`](Self::ack) once the work is durably done, or with
 /// [`nack`](Self::nack). Settling consumes the delivery, so it cannot be settled twice; dropping it
 /// unsettled hands the message back to the broker for redelivery.
+///
+/// ```
+/// use futures::StreamExt;
+/// use mq_core::{MemoryBroker, Message, Nack, Publisher, Subscriber};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> mq_core::Result<()> {
+/// let broker = MemoryBroker::new();
+/// let mut deliveries = broker.subscriber().subscribe("jobs", "workers").await?;
+/// broker.publisher().publish("jobs", Message::new("work")).await?;
+///
+/// let delivery = deliveries.next().await.expect("a delivery")?;
+/// match std::str::from_utf8(delivery.message().payload()) {
+///     Ok(_) => delivery.ack().await?,
+///     Err(error) => {
+///         let reason = error.to_string();
+///         delivery.nack(Nack::DeadLetter { reason, attempts: 1 }).await?
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[must_use = "a delivery must be acked or nacked; dropping it makes the broker deliver it again"]
 pub struct Delivery {
     topic: String,

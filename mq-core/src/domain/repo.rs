@@ -44,6 +44,29 @@ impl RepoError {
 }
 
 /// Users.
+///
+/// Implemented by `store::Store`; with the `mock` feature, `MockUserRepo` lets you unit-test code
+/// that takes `&dyn UserRepo`:
+///
+/// ```
+/// # #[cfg(feature = "mock")]
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use mq_core::domain::{MockUserRepo, RepoError, UserRepo};
+///
+/// async fn name_of(users: &dyn UserRepo, id: i64) -> Result<String, RepoError> {
+///     let user = users.get_user(id).await?;
+///     user.map(|u| u.name).ok_or(RepoError::NotFound { entity: "user", id })
+/// }
+///
+/// let mut users = MockUserRepo::new();
+/// users.expect_get_user().returning(|_| Ok(None));
+/// assert_eq!(
+///     name_of(&users, 7).await,
+///     Err(RepoError::NotFound { entity: "user", id: 7 })
+/// );
+/// # }
+/// # #[cfg(not(feature = "mock"))] fn main() {}
+/// ```
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait UserRepo: Send + Sync {
@@ -66,6 +89,42 @@ pub trait UserRepo: Send + Sync {
 }
 
 /// Products, as the API and the image consumer need them.
+///
+/// Implemented by `store::Store`. A retried request is made safe with an [`IdempotencyKey`]; with
+/// the `mock` feature, `MockProductRepo` stands in for the database:
+///
+/// ```
+/// # #[cfg(feature = "mock")]
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), mq_core::domain::RepoError> {
+/// use std::collections::BTreeMap;
+/// use std::time::Duration;
+/// use mq_core::domain::{Created, IdempotencyKey, MockProductRepo, NewProduct, ProductRepo};
+///
+/// let mut products = MockProductRepo::new();
+/// products
+///     .expect_create_product_idempotent()
+///     .returning(|_, _, _| Err(mq_core::domain::RepoError::Unavailable("down".into())));
+///
+/// let new = NewProduct {
+///     user_id: 1,
+///     product_name: "Lamp".into(),
+///     product_description: None,
+///     product_images: vec!["https://images.example.com/lamp.jpg".into()],
+///     product_price: "19.99".parse().unwrap(),
+/// };
+/// let key = IdempotencyKey {
+///     key: "7c1e…".into(),
+///     fingerprint: "sha256 of the request".into(),
+///     ttl: Duration::from_secs(86_400),
+/// };
+/// let error = products
+///     .create_product_idempotent(new, BTreeMap::new(), &key)
+///     .await
+///     .unwrap_err();
+/// assert!(error.is_transient(), "a 503: the client retries with the same key");
+/// # Ok(()) }
+/// # #[cfg(not(feature = "mock"))] fn main() {}
+/// ```
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait ProductRepo: Send + Sync {
@@ -109,6 +168,34 @@ pub trait ProductRepo: Send + Sync {
 }
 
 /// The transactional outbox, as the relay needs it.
+///
+/// Implemented by `store::Store`. A relay round claims rows, publishes them and marks only the
+/// confirmed ones:
+///
+/// ```
+/// # #[cfg(feature = "mock")]
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), mq_core::domain::RepoError> {
+/// use std::time::Duration;
+/// use mq_core::domain::{MockOutboxRepo, OutboxRepo};
+/// use mq_core::{MemoryBroker, Publisher};
+///
+/// let mut outbox = MockOutboxRepo::new();
+/// outbox.expect_claim_outbox().returning(|_, _| Ok(vec![]));
+/// let publisher = MemoryBroker::new().publisher();
+///
+/// let rows = outbox.claim_outbox(100, Duration::from_secs(30)).await?;
+/// let mut published = Vec::new();
+/// for row in &rows {
+///     if publisher.publish(&row.topic, row.to_message()).await.is_ok() {
+///         published.push(row.id);
+///     }
+/// }
+/// if !published.is_empty() {
+///     outbox.mark_published(&published).await?;
+/// }
+/// # Ok(()) }
+/// # #[cfg(not(feature = "mock"))] fn main() {}
+/// ```
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait OutboxRepo: Send + Sync {
