@@ -10,7 +10,7 @@
 //! without blocking other partitions or keys.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -39,10 +39,10 @@ use crate::{KafkaConfig, MESSAGE_ID_HEADER};
 const POLL_BATCH: usize = 512;
 /// Subscription errors kept for the stream; older ones are dropped.
 const MAX_QUEUED_ERRORS: usize = 16;
-/// Payloads up to this size share [`PAYLOAD_CHUNK`]-sized buffers (see [`Payloads`]).
-const SHARED_PAYLOAD_MAX: usize = 2 * 1024;
-/// Size of a shared payload buffer: the most one retained small message can keep alive.
-const PAYLOAD_CHUNK: usize = 32 * 1024;
+/// Record parts up to this size share [`CHUNK`]-sized buffers (see [`Chunks`]).
+const SHARED_MAX: usize = 2 * 1024;
+/// Size of a shared buffer: the most one retained small record can keep alive.
+const CHUNK: usize = 32 * 1024;
 
 /// FxHash-style hasher for the hot path (partition ids, offsets, key hashes, keys): fast on
 /// short inputs, and a collision is harmless (an unrelated key waits for a moment; a map lookup
@@ -110,12 +110,6 @@ impl Hasher for FastHasher {
 
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 type FastSet<K> = HashSet<K, BuildHasherDefault<FastHasher>>;
-
-fn key_hash(key: &str) -> u64 {
-    let mut hasher = FastHasher::default();
-    key.hash(&mut hasher);
-    hasher.finish()
-}
 
 /// Receives messages from Kafka as a member of a consumer group.
 ///
@@ -250,22 +244,10 @@ struct PartitionState {
 /// A fetched record waiting to be handed out.
 struct Pending {
     offset: i64,
-    message: Message,
+    record: RawRecord,
     key_hash: Option<u64>,
     /// Deliveries so far (0 for a record never handed out).
     attempts: u32,
-}
-
-impl Pending {
-    fn new(offset: i64, message: Message) -> Self {
-        let key_hash = message.key().map(key_hash);
-        Self {
-            offset,
-            message,
-            key_hash,
-            attempts: 0,
-        }
-    }
 }
 
 #[derive(Clone, Copy)]
@@ -288,7 +270,7 @@ impl PartitionState {
     }
 
     /// Takes the oldest pending record whose key is not busy.
-    fn take_next(&mut self) -> Option<(i64, Message, u32)> {
+    fn take_next(&mut self) -> Option<(i64, RawRecord, u32)> {
         let record = if self.busy_keys.is_empty() {
             self.pending.pop_front()?
         } else {
@@ -322,7 +304,7 @@ impl PartitionState {
                 attempts,
             },
         );
-        Some((offset, record.message, attempts))
+        Some((offset, record.record, attempts))
     }
 
     /// Ends the in-flight state of `offset`; `None` if it was not in flight. The flag tells
@@ -349,16 +331,13 @@ impl PartitionState {
 impl State {
     /// The partition state of ownership `epoch`, current or stashed.
     fn owned(&mut self, partition: i32, epoch: u64) -> Option<&mut PartitionState> {
-        if self
-            .partitions
-            .get(&partition)
-            .is_some_and(|p| p.epoch == epoch)
-        {
-            return self.partitions.get_mut(&partition);
+        match self.partitions.get_mut(&partition) {
+            Some(ps) if ps.epoch == epoch => Some(ps),
+            _ => self
+                .stashed
+                .get_mut(&partition)
+                .filter(|p| p.epoch == epoch),
         }
-        self.stashed
-            .get_mut(&partition)
-            .filter(|p| p.epoch == epoch)
     }
 
     fn rebuild_order(&mut self) {
@@ -393,18 +372,20 @@ impl Subscription {
             let Some(ps) = state.partitions.get_mut(&partition) else {
                 continue;
             };
-            let Some((offset, message, attempt)) = ps.take_next() else {
+            let Some((offset, record, attempt)) = ps.take_next() else {
                 continue;
             };
             let epoch = ps.epoch;
             state.cursor = index + 1;
             drop(state);
+            // Built here, outside the lock, on the thread that consumes (and later frees) it.
+            let message = record.message(&self.topic, partition, offset);
             let acknowledger = KafkaAcknowledger {
                 subscription: self.clone(),
                 partition,
                 offset,
                 epoch,
-                message: message.clone(),
+                record,
             };
             return Some(Ok(Delivery::new(
                 self.topic.clone(),
@@ -433,13 +414,16 @@ impl Subscription {
         true
     }
 
-    fn requeue(&self, partition: i32, offset: i64, epoch: u64, message: Message) {
+    fn requeue(&self, partition: i32, offset: i64, epoch: u64, record: RawRecord) {
         let mut state = self.state();
         if let Some(ps) = state.owned(partition, epoch) {
             if let Some((released, _)) = ps.release(offset) {
-                let mut record = Pending::new(offset, message);
-                record.attempts = released.attempts;
-                ps.give_back(record);
+                ps.give_back(Pending {
+                    offset,
+                    record,
+                    key_hash: released.key_hash,
+                    attempts: released.attempts,
+                });
             }
         }
         drop(state);
@@ -847,61 +831,127 @@ pub fn ack_log_topic(topic: &str) -> String {
     format!("__mq_acks.{topic}")
 }
 
-/// Copies payloads out of librdkafka's buffers. Small ones go into a shared chunk, so a record
-/// costs no allocation of its own for its payload and the copy its acknowledger keeps (for
-/// requeue and dead letters) is a reference count; a retained message keeps at most
-/// [`PAYLOAD_CHUNK`] bytes alive. Larger payloads get a buffer of their own.
+/// Copies record parts out of librdkafka's buffers without an allocation per record: small
+/// parts are appended to a shared chunk and handed out as slices of it (a reference count), so
+/// a retained record keeps at most [`CHUNK`] bytes alive; larger parts get a buffer of their own.
 #[derive(Default)]
-struct Payloads {
+struct Chunks {
     chunk: BytesMut,
 }
 
-impl Payloads {
-    fn copy(&mut self, data: &[u8]) -> Bytes {
-        if data.is_empty() {
+impl Chunks {
+    /// `size` bytes written by `fill` (which must not write more).
+    fn bytes(&mut self, size: usize, fill: impl FnOnce(&mut BytesMut)) -> Bytes {
+        if size == 0 {
             return Bytes::new();
         }
-        if data.len() > SHARED_PAYLOAD_MAX {
-            return Bytes::copy_from_slice(data);
+        if size > SHARED_MAX {
+            let mut own = BytesMut::with_capacity(size);
+            fill(&mut own);
+            return own.freeze();
         }
-        if self.chunk.capacity() - self.chunk.len() < data.len() {
-            self.chunk = BytesMut::with_capacity(PAYLOAD_CHUNK);
+        if self.chunk.capacity() - self.chunk.len() < size {
+            self.chunk = BytesMut::with_capacity(CHUNK);
         }
-        self.chunk.extend_from_slice(data);
+        fill(&mut self.chunk);
         self.chunk.split().freeze()
     }
 }
 
-/// Converts a fetched record; the id comes from the `x-message-id` header.
-fn convert(record: &BorrowedMessage<'_>, payloads: &mut Payloads) -> (i32, Pending) {
-    let mut id = None;
-    let mut headers = BTreeMap::new();
-    if let Some(list) = record.headers() {
-        for header in list.iter() {
-            let value = header
-                .value
-                .map(|value| String::from_utf8_lossy(value).into_owned())
-                .unwrap_or_default();
-            if header.key == MESSAGE_ID_HEADER {
-                id = Some(value);
-            } else {
-                headers.insert(header.key.to_owned(), value);
+/// A fetched record as the consumer thread copied it out of librdkafka: key and headers
+/// encoded in `meta`, the payload beside it. [`RawRecord::message`] builds the [`Message`]
+/// when the record is handed out, on the thread that consumes it; the acknowledger keeps the
+/// `RawRecord` (two reference counts, not a second copy of the message) for requeue and dead
+/// letters.
+struct RawRecord {
+    /// The key, then (name, value) of every header in order; each part a little-endian `u32`
+    /// length (`u32::MAX`: none) and the bytes.
+    meta: Bytes,
+    payload: Bytes,
+}
+
+fn put_part(buf: &mut BytesMut, part: Option<&[u8]>) {
+    match part {
+        Some(bytes) => {
+            buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            buf.extend_from_slice(bytes);
+        }
+        None => buf.extend_from_slice(&u32::MAX.to_le_bytes()),
+    }
+}
+
+fn take_part<'a>(meta: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let (len, rest) = meta.split_first_chunk::<4>()?;
+    let len = u32::from_le_bytes(*len);
+    if len == u32::MAX {
+        *meta = rest;
+        return None;
+    }
+    let (part, rest) = rest.split_at_checked(len as usize)?;
+    *meta = rest;
+    Some(part)
+}
+
+impl RawRecord {
+    /// Copies a fetched record (a few `memcpy`s into `chunks`); returns its partition and the
+    /// pending record with its key hash.
+    fn copy(record: &BorrowedMessage<'_>, chunks: &mut Chunks) -> (i32, Pending) {
+        let key = record.key();
+        let headers = record.headers();
+        let mut size = 4 + key.map_or(0, <[u8]>::len);
+        if let Some(list) = &headers {
+            for header in list.iter() {
+                size += 8 + header.key.len() + header.value.map_or(0, <[u8]>::len);
             }
         }
+        let meta = chunks.bytes(size, |buf| {
+            put_part(buf, key);
+            if let Some(list) = &headers {
+                for header in list.iter() {
+                    put_part(buf, Some(header.key.as_bytes()));
+                    put_part(buf, Some(header.value.unwrap_or_default()));
+                }
+            }
+        });
+        let payload = record.payload().unwrap_or_default();
+        let payload = chunks.bytes(payload.len(), |buf| buf.extend_from_slice(payload));
+        let key_hash = key.map(|key| {
+            let mut hasher = FastHasher::default();
+            hasher.write(key);
+            hasher.finish()
+        });
+        (
+            record.partition(),
+            Pending {
+                offset: record.offset(),
+                record: RawRecord { meta, payload },
+                key_hash,
+                attempts: 0,
+            },
+        )
     }
-    let (partition, offset) = (record.partition(), record.offset());
-    let id = id.unwrap_or_else(|| format!("{}/{partition}/{offset}", record.topic()));
-    let key = record
-        .key()
-        .map(|key| String::from_utf8_lossy(key).into_owned());
-    let payload = record
-        .payload()
-        .map(|payload| payloads.copy(payload))
-        .unwrap_or_default();
-    (
-        partition,
-        Pending::new(offset, Message::from_parts(id, key, headers, payload)),
-    )
+
+    /// The message: id from the `x-message-id` header (else `topic/partition/offset`), the
+    /// other headers, key and header values as (lossy) UTF-8.
+    fn message(&self, topic: &str, partition: i32, offset: i64) -> Message {
+        let mut meta = &self.meta[..];
+        let key = take_part(&mut meta).map(|key| String::from_utf8_lossy(key).into_owned());
+        let mut id = None;
+        let mut headers = BTreeMap::new();
+        while !meta.is_empty() {
+            let (Some(name), Some(value)) = (take_part(&mut meta), take_part(&mut meta)) else {
+                break; // cannot happen: we encoded it
+            };
+            let value = String::from_utf8_lossy(value).into_owned();
+            if name == MESSAGE_ID_HEADER.as_bytes() {
+                id = Some(value);
+            } else {
+                headers.insert(String::from_utf8_lossy(name).into_owned(), value);
+            }
+        }
+        let id = id.unwrap_or_else(|| format!("{topic}/{partition}/{offset}"));
+        Message::from_parts(id, key, headers, self.payload.clone())
+    }
 }
 
 /// The driver thread: polls the consumer (which runs the rebalance hooks), buffers records,
@@ -913,7 +963,7 @@ fn drive(
 ) {
     let mut last_commit = Instant::now();
     let limit = config.max_buffered_per_partition.max(2);
-    let mut payloads = Payloads::default();
+    let mut chunks = Chunks::default();
     while !subscription.stop.is_cancelled() {
         // Back-pressure: with a full buffer, leave the records in librdkafka's (bounded) queue
         // and only poll every few milliseconds, which still serves rebalance events.
@@ -935,11 +985,11 @@ fn drive(
             }
             Some(Ok(record)) => {
                 let mut batch = Vec::with_capacity(64);
-                batch.push(convert(&record, &mut payloads));
+                batch.push(RawRecord::copy(&record, &mut chunks));
                 drop(record);
                 while !full && batch.len() < POLL_BATCH {
                     match consumer.poll(Duration::ZERO) {
-                        Some(Ok(record)) => batch.push(convert(&record, &mut payloads)),
+                        Some(Ok(record)) => batch.push(RawRecord::copy(&record, &mut chunks)),
                         Some(Err(error)) => {
                             subscription.state().push_error(classify("consume", error));
                             break;
@@ -1121,7 +1171,8 @@ struct KafkaAcknowledger {
     partition: i32,
     offset: i64,
     epoch: u64,
-    message: Message,
+    /// The record as fetched, to hand it out again (requeue, drop) or dead-letter it.
+    record: RawRecord,
 }
 
 #[async_trait]
@@ -1132,7 +1183,7 @@ impl Acknowledger for KafkaAcknowledger {
             partition,
             offset,
             epoch,
-            message,
+            record,
         } = *self;
         match settlement {
             Settlement::Ack => {
@@ -1143,7 +1194,7 @@ impl Acknowledger for KafkaAcknowledger {
                 Ok(())
             }
             Settlement::Nack(Nack::Requeue) => {
-                subscription.requeue(partition, offset, epoch, message);
+                subscription.requeue(partition, offset, epoch, record);
                 Ok(())
             }
             Settlement::Nack(Nack::DeadLetter { reason, attempts }) => {
@@ -1152,7 +1203,9 @@ impl Acknowledger for KafkaAcknowledger {
                     return Ok(());
                 }
                 let topic = &subscription.topic;
-                let dead = message.dead_letter(topic, &reason, attempts);
+                let dead = record
+                    .message(topic, partition, offset)
+                    .dead_letter(topic, &reason, attempts);
                 let published = match subscription.dead_letters.producer() {
                     Ok(producer) => producer.publish(&dead_letter_topic(topic), &dead).await,
                     Err(error) => Err(error),
@@ -1163,7 +1216,7 @@ impl Acknowledger for KafkaAcknowledger {
                         Ok(())
                     }
                     Err(error) => {
-                        subscription.requeue(partition, offset, epoch, message);
+                        subscription.requeue(partition, offset, epoch, record);
                         Err(error)
                     }
                 }
@@ -1173,6 +1226,70 @@ impl Acknowledger for KafkaAcknowledger {
 
     fn abandon(self: Box<Self>) {
         self.subscription
-            .requeue(self.partition, self.offset, self.epoch, self.message);
+            .requeue(self.partition, self.offset, self.epoch, self.record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(key: Option<&[u8]>, headers: &[(&str, &[u8])], payload: &[u8]) -> RawRecord {
+        let mut chunks = Chunks::default();
+        let meta = chunks.bytes(1024, |buf| {
+            put_part(buf, key);
+            for (name, value) in headers {
+                put_part(buf, Some(name.as_bytes()));
+                put_part(buf, Some(value));
+            }
+        });
+        let payload = chunks.bytes(payload.len(), |buf| buf.extend_from_slice(payload));
+        RawRecord { meta, payload }
+    }
+
+    #[test]
+    fn raw_records_rebuild_the_message() {
+        let record = raw(
+            Some(b"k1"),
+            &[
+                ("traceparent", b"00-ab"),
+                (MESSAGE_ID_HEADER, b"id-7"),
+                ("empty", b""),
+            ],
+            b"payload",
+        );
+        let message = record.message("t", 3, 42);
+        assert_eq!(message.id(), "id-7");
+        assert_eq!(message.key(), Some("k1"));
+        assert_eq!(message.header("traceparent"), Some("00-ab"));
+        assert_eq!(message.header("empty"), Some(""));
+        assert_eq!(message.headers().len(), 2, "the id is not a header");
+        assert_eq!(&message.payload()[..], b"payload");
+        // Built again (requeue, dead letter): the same message.
+        assert_eq!(record.message("t", 3, 42), message);
+    }
+
+    #[test]
+    fn raw_records_without_id_key_or_payload() {
+        let message = raw(None, &[], b"").message("t", 3, 42);
+        assert_eq!(message.id(), "t/3/42");
+        assert_eq!(message.key(), None);
+        assert!(message.headers().is_empty() && message.payload().is_empty());
+        let message = raw(Some(b""), &[], b"").message("t", 0, 0);
+        assert_eq!(message.key(), Some(""), "an empty key is not a missing key");
+    }
+
+    #[test]
+    fn small_parts_share_a_chunk_and_large_ones_do_not() {
+        let mut chunks = Chunks::default();
+        let a = chunks.bytes(3, |buf| buf.extend_from_slice(b"abc"));
+        let b = chunks.bytes(2, |buf| buf.extend_from_slice(b"de"));
+        assert_eq!((&a[..], &b[..]), (&b"abc"[..], &b"de"[..]));
+        assert_eq!(a.as_ptr().wrapping_add(3), b.as_ptr(), "one chunk");
+        let large = vec![1u8; SHARED_MAX + 1];
+        let c = chunks.bytes(large.len(), |buf| buf.extend_from_slice(&large));
+        assert_eq!(&c[..], &large[..]);
+        let d = chunks.bytes(1, |buf| buf.extend_from_slice(b"f"));
+        assert_eq!(b.as_ptr().wrapping_add(2), d.as_ptr(), "the chunk goes on");
     }
 }
