@@ -45,7 +45,12 @@ start_rabbit() {
 }
 
 start_kafka() {
-  [ -x "$here/kafka.sh" ] && "$here/kafka.sh" start >&2
+  [ -x "$here/kafka.sh" ] || return 1
+  # A broker that already answers belongs to someone else: `stop` must leave it running.
+  if "$here/kafka.sh" status >/dev/null 2>&1; then
+    return 0
+  fi
+  "$here/kafka.sh" start >&2 && echo "export SERVICES_STARTED_KAFKA=1"
 }
 
 print_env() {
@@ -60,12 +65,15 @@ case "${1:-}" in
     # a printed reason (or fail under REQUIRE_SERVICES=1).
     start_postgres >&2 && echo "export DATABASE_URL='$DATABASE_URL'"
     start_rabbit >&2 && echo "export AMQP_URL='$AMQP_URL'"
-    start_kafka && echo "export KAFKA_BROKERS='$KAFKA_BROKERS'"
+    kafka_env="$(start_kafka)" && echo "${kafka_env}${kafka_env:+
+}export KAFKA_BROKERS='$KAFKA_BROKERS'"
     exit 0
     ;;
   stop)
-    # Only stops a broker kafka.sh started itself (it keeps a pid file).
-    if [ -x "$here/kafka.sh" ]; then env -u KAFKA_BROKERS "$here/kafka.sh" stop >&2 || true; fi
+    # Only stops the broker `start` started (SERVICES_STARTED_KAFKA, from `start`'s output).
+    if [ "${SERVICES_STARTED_KAFKA:-}" = 1 ] && [ -x "$here/kafka.sh" ]; then
+      env -u KAFKA_BROKERS "$here/kafka.sh" stop >&2 || true
+    fi
     ;;
   env) print_env ;;
   *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;

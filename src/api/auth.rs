@@ -21,9 +21,9 @@ use super::{ApiError, AppState};
 /// ```
 /// use product_pipeline::api::ApiToken;
 ///
-/// let token: ApiToken = "s3cret-token".parse().unwrap();
-/// assert!(token.matches("s3cret-token"));
-/// assert!(!token.matches("s3cret"));
+/// let token: ApiToken = "s3cret-token-0123456789".parse().unwrap();
+/// assert!(token.matches("s3cret-token-0123456789"));
+/// assert!(!token.matches("s3cret-token"));
 /// assert_eq!(format!("{token:?}"), "ApiToken(<redacted>)");
 /// ```
 #[derive(Clone, PartialEq, Eq)]

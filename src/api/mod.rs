@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::handler::HandlerWithoutStateExt;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -114,7 +115,7 @@ impl Default for HttpLimits {
 /// timeout, request tracing, HTTP metrics and, when a token is set, bearer authentication of
 /// writes.
 pub fn router(state: AppState) -> Router {
-    let media = ServeDir::new(&state.media_dir);
+    let media = ServeDir::new(&state.media_dir).not_found_service(media_not_found.into_service());
     let routes = operations_routes()
         .route("/users", post(users::create))
         .route("/users/{id}", get(users::get))
@@ -163,6 +164,10 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         // Outermost, so that 401, 408 and 413 answers are counted too.
         .layer(middleware::from_fn(http_metrics::record))
         .with_state(state)
+}
+
+async fn media_not_found() -> ApiError {
+    ApiError::not_found("image")
 }
 
 /// `201 Created` with `Location` and the row; a replayed idempotent request also gets

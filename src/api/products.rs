@@ -19,7 +19,7 @@ use super::{
     tag = "products",
     request_body = super::schema::NewProductRequest,
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: a retry with the same key and body returns the original response (with `Idempotent-Replayed: true`) and creates nothing; 1 to 255 visible ASCII characters."),
+        super::schema::IdempotencyHeader,
         ("traceparent" = Option<String>, Header, description = "W3C trace context, carried to the image worker"),
     ),
     responses(

@@ -45,12 +45,37 @@ pub(super) struct NewProductRequest {
     /// Optional; `null` or absent means none.
     #[schema(max_length = 10000)]
     product_description: Option<String>,
-    /// `http`/`https` URLs of the source images, each at most 2048 characters.
+    /// The source images.
     #[schema(min_items = 1, max_items = 20)]
-    product_images: Vec<String>,
+    product_images: Vec<ImageUrl>,
     /// At least 0, at most 9999999999.99, at most 2 decimals; a JSON number or a numeric string.
     #[schema(value_type = f64, minimum = 0, maximum = 9999999999.99, multiple_of = 0.01)]
     product_price: String,
+}
+
+/// An `http` or `https` URL naming a host, at most 2048 characters.
+#[derive(ToSchema)]
+#[schema(
+    format = "uri",
+    pattern = r"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#]\S*)?$",
+    example = "https://images.example.com/lamp-front.jpg"
+)]
+pub(super) struct ImageUrl(String);
+
+/// The `Idempotency-Key` request header of the create routes.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub(super) struct IdempotencyHeader {
+    /// Makes the request safe to retry: a retry with the same key and body returns the original
+    /// response (with `Idempotent-Replayed: true`) and creates nothing; the same key with another
+    /// body is a 422. A UUID is a good key.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[!-~]+$"
+    )]
+    idempotency_key: Option<String>,
 }
 
 /// Query of `GET /products`; results are ordered by `product_id`.

@@ -216,3 +216,13 @@ async fn a_malformed_key_is_400_before_anything_is_stored() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "invalid_idempotency_key");
 }
+
+#[tokio::test]
+async fn a_missing_image_is_404_in_the_error_format() {
+    let request = Request::get("/media/products/1/0-missing.jpg")
+        .body(Body::empty())
+        .unwrap();
+    let (status, body) = call(state(MockProductRepo::new(), MockPublisher::new()), request).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "not_found");
+}

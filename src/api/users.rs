@@ -14,7 +14,7 @@ use super::{created, idempotency, parse_id, validate, ApiError, AppState, JsonOb
     tag = "users",
     request_body = super::schema::NewUserRequest,
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: a retry with the same key and body returns the original response (with `Idempotent-Replayed: true`) and creates nothing; 1 to 255 visible ASCII characters."),
+        super::schema::IdempotencyHeader,
     ),
     responses(
         (status = 201, description = "Created", body = mq_core::domain::User,
