@@ -32,7 +32,10 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-"$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+# Run from the scratch directory: schemathesis keeps its example database in the working directory.
+schemathesis=$(pwd)/$venv/bin/schemathesis
+cd "$work"
+"$schemathesis" run "http://127.0.0.1:$port/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --max-examples "${FUZZ_EXAMPLES:-100}" --seed "${FUZZ_SEED:-20261125}" \
   --no-color
