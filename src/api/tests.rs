@@ -226,3 +226,55 @@ async fn a_missing_image_is_404_in_the_error_format() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not_found");
 }
+
+/// Log lines written while the guard lives.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
+    type Writer = CapturedLogs;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn the_token_never_reaches_the_logs() {
+    let logs = CapturedLogs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(logs.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let wrong = "Bearer wrong-token-0123456789abc";
+    let mut products = MockProductRepo::new();
+    products
+        .expect_create_product()
+        .returning(|_, _| Err(RepoError::UnknownUser(1)));
+    let state = with_token(state(products, MockPublisher::new()));
+    for authorization in [wrong.to_owned(), format!("Bearer {TOKEN}")] {
+        let mut request = post_product();
+        request
+            .headers_mut()
+            .insert("authorization", authorization.parse().unwrap());
+        router(state.clone()).oneshot(request).await.unwrap();
+    }
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("/products"), "requests are logged: {logs}");
+    assert!(
+        !logs.contains(TOKEN) && !logs.contains("wrong-token"),
+        "{logs}"
+    );
+}
