@@ -6,7 +6,12 @@
 //!   (`Publisher::publish_batch` vs `FutureProducer::send_result` + awaiting the futures);
 //! - `consume/{ours,raw}/SIZE`: a fresh consumer group reads N pre-published messages, copying
 //!   payload and headers out and acking / storing each offset, commits every 100 ms. Timed from
-//!   the first message to the last (the group join is not timed).
+//!   the first message to the last (the group join is not timed). The raw consumer uses the same
+//!   client properties as ours.
+//! - then paired rounds (ours and raw alternating, order swapped every round): median rates and
+//!   ratios, robust against the background load of a shared machine (`PAIRED_ROUNDS`,
+//!   `PAIRED_OPS`; `-- paired-only` skips the criterion groups);
+//! - `KAFKA_PROFILE=ours|raw`: one side only, for profiling (see [`profile`]).
 //!
 //! Needs a broker: `scripts/kafka.sh start && KAFKA_BROKERS=127.0.0.1:9092 cargo bench -p mq-kafka`
 //! (without `KAFKA_BROKERS` it prints why and measures nothing).
@@ -266,10 +271,7 @@ fn paired(
     publisher: &KafkaPublisher,
     raw: &FutureProducer,
 ) {
-    let rounds: usize = std::env::var("PAIRED_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(15);
+    let rounds = env_usize("PAIRED_ROUNDS", 15);
     if rounds == 0 {
         return;
     }
@@ -348,15 +350,9 @@ fn profile(
     publisher: &KafkaPublisher,
     side: &str,
 ) {
-    let var = |name: &str, default: usize| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
     let (size, n) = (
-        var("KAFKA_PROFILE_SIZE", 16),
-        var("KAFKA_PROFILE_N", 300_000),
+        env_usize("KAFKA_PROFILE_SIZE", 16),
+        env_usize("KAFKA_PROFILE_N", 300_000),
     );
     // `KAFKA_PROFILE_TOPIC`: consume an existing topic (published by an earlier run, which
     // prints its name), so that a profile holds nothing but consuming.
@@ -374,7 +370,7 @@ fn profile(
             topic
         }
     };
-    for _ in 0..var("KAFKA_PROFILE_ROUNDS", 3) {
+    for _ in 0..env_usize("KAFKA_PROFILE_ROUNDS", 3) {
         let elapsed = runtime.block_on(async {
             if side == "raw" {
                 raw_consume(brokers, &topic, n).await
@@ -387,6 +383,13 @@ fn profile(
             n as f64 / elapsed.as_secs_f64()
         );
     }
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn median(values: &mut [f64]) -> f64 {

@@ -856,7 +856,25 @@ impl Chunks {
         fill(&mut self.chunk);
         self.chunk.split().freeze()
     }
+
+    /// The chunk, with room for at least `size` more bytes; what is written to it beyond that
+    /// grows it (into a new buffer: the parts already handed out keep the old one).
+    fn room(&mut self, size: usize) -> &mut BytesMut {
+        if self.chunk.capacity() - self.chunk.len() < size {
+            self.chunk = BytesMut::with_capacity(CHUNK.max(size));
+        }
+        &mut self.chunk
+    }
+
+    /// What was written since the last part, as a part.
+    fn split(&mut self) -> Bytes {
+        self.chunk.split().freeze()
+    }
 }
+
+/// Room reserved for a record's key and headers before they are encoded (one pass over the
+/// headers; larger ones grow the chunk).
+const META_ROOM: usize = 256;
 
 /// A fetched record as the consumer thread copied it out of librdkafka: key and headers
 /// encoded in `meta`, the payload beside it. [`RawRecord::message`] builds the [`Message`]
@@ -897,22 +915,15 @@ impl RawRecord {
     /// pending record with its key hash.
     fn copy(record: &BorrowedMessage<'_>, chunks: &mut Chunks) -> (i32, Pending) {
         let key = record.key();
-        let headers = record.headers();
-        let mut size = 4 + key.map_or(0, <[u8]>::len);
-        if let Some(list) = &headers {
+        let buf = chunks.room(META_ROOM + key.map_or(0, <[u8]>::len));
+        put_part(buf, key);
+        if let Some(list) = record.headers() {
             for header in list.iter() {
-                size += 8 + header.key.len() + header.value.map_or(0, <[u8]>::len);
+                put_part(buf, Some(header.key.as_bytes()));
+                put_part(buf, Some(header.value.unwrap_or_default()));
             }
         }
-        let meta = chunks.bytes(size, |buf| {
-            put_part(buf, key);
-            if let Some(list) = &headers {
-                for header in list.iter() {
-                    put_part(buf, Some(header.key.as_bytes()));
-                    put_part(buf, Some(header.value.unwrap_or_default()));
-                }
-            }
-        });
+        let meta = chunks.split();
         let payload = record.payload().unwrap_or_default();
         let payload = chunks.bytes(payload.len(), |buf| buf.extend_from_slice(payload));
         let key_hash = key.map(|key| {
@@ -1291,5 +1302,10 @@ mod tests {
         assert_eq!(&c[..], &large[..]);
         let d = chunks.bytes(1, |buf| buf.extend_from_slice(b"f"));
         assert_eq!(b.as_ptr().wrapping_add(2), d.as_ptr(), "the chunk goes on");
+        // Writing more than the room asked for grows the chunk; earlier parts keep their bytes.
+        let big = vec![2u8; CHUNK + 10];
+        chunks.room(4).extend_from_slice(&big);
+        let e = chunks.split();
+        assert_eq!((&e[..], &d[..], &a[..]), (&big[..], &b"f"[..], &b"abc"[..]));
     }
 }
