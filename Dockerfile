@@ -26,6 +26,7 @@ RUN mkdir -p media data
 ENV HTTP_ADDR=0.0.0.0:8080 \
     MEDIA_DIR=/var/lib/product-pipeline/media \
     DATABASE_URL=sqlite:///var/lib/product-pipeline/data/pipeline.db
-EXPOSE 8080
+# 8080: the API (and its /metrics); 9100: a worker's /healthz, /readyz and /metrics when METRICS_ADDR is set.
+EXPOSE 8080 9100
 STOPSIGNAL SIGTERM
 CMD ["pipeline"]
