@@ -31,7 +31,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
-use mq_core::domain::{ProductRepo, UserRepo};
+use mq_core::domain::{Created, ProductRepo, UserRepo};
 use mq_core::Publisher;
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -172,10 +172,12 @@ async fn media_not_found() -> ApiError {
 
 /// `201 Created` with `Location` and the row; a replayed idempotent request also gets
 /// `Idempotent-Replayed: true`.
-fn created(location: String, row: &impl Serialize, replayed: bool) -> Response {
+fn created<T: Serialize>(outcome: Created<T>, location: impl FnOnce(&T) -> String) -> Response {
+    let replayed = outcome.is_replay();
+    let row = outcome.into_inner();
     let mut response = (
         StatusCode::CREATED,
-        [(header::LOCATION, location)],
+        [(header::LOCATION, location(&row))],
         Json(row),
     )
         .into_response();

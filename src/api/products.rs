@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use mq_core::domain::Created;
 use mq_core::headers;
 
 use super::{
@@ -46,32 +47,26 @@ pub(super) async fn create(
         headers::TRACEPARENT.to_owned(),
         traceparent(&request_headers),
     )]);
-    let (product, replayed) = match key {
-        None => {
-            let product = state
-                .products
+    let products = &state.products;
+    let outcome = match key {
+        None => Created::New(
+            products
                 .create_product(new_product, message_headers)
-                .await?;
-            (product, false)
-        }
+                .await?,
+        ),
         Some(key) => {
-            let outcome = state
-                .products
+            products
                 .create_product_idempotent(new_product, message_headers, &key)
-                .await?;
-            let replayed = outcome.is_replay();
-            (outcome.into_inner(), replayed)
+                .await?
         }
     };
-    if !replayed {
+    if !outcome.is_replay() {
         // The outbox row is committed: let the relay publish it now rather than at its next poll.
         state.outbox_wakeup.notify_one();
     }
-    Ok(created(
-        format!("/products/{}", product.product_id),
-        &product,
-        replayed,
-    ))
+    Ok(created(outcome, |product| {
+        format!("/products/{}", product.product_id)
+    }))
 }
 
 /// One product, with its processing status and compressed images.

@@ -4,6 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use mq_core::domain::Created;
 
 use super::{created, idempotency, parse_id, validate, ApiError, AppState, JsonObject};
 
@@ -37,15 +38,11 @@ pub(super) async fn create(
         state.idempotency_ttl,
     )?;
     let new_user = validate::new_user(&body)?;
-    let (user, replayed) = match key {
-        None => (state.users.create_user(new_user).await?, false),
-        Some(key) => {
-            let outcome = state.users.create_user_idempotent(new_user, &key).await?;
-            let replayed = outcome.is_replay();
-            (outcome.into_inner(), replayed)
-        }
+    let outcome = match key {
+        None => Created::New(state.users.create_user(new_user).await?),
+        Some(key) => state.users.create_user_idempotent(new_user, &key).await?,
     };
-    Ok(created(format!("/users/{}", user.id), &user, replayed))
+    Ok(created(outcome, |user| format!("/users/{}", user.id)))
 }
 
 /// One user.
