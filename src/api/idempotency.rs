@@ -63,29 +63,14 @@ fn fingerprint(route: &str, body: &Map<String, Value>) -> String {
     let mut canonical = Vec::with_capacity(256);
     canonical.extend_from_slice(route.as_bytes());
     canonical.push(b'\n');
-    write_canonical(&mut canonical, &Value::Object(body.clone()));
+    write_object(&mut canonical, body);
     let digest = Sha256::digest(&canonical);
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn write_canonical(out: &mut Vec<u8>, value: &Value) {
     match value {
-        Value::Object(map) => {
-            // Sorted explicitly: serde_json keeps insertion order when a dependency enables its
-            // `preserve_order` feature.
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_unstable_by_key(|(key, _)| *key);
-            out.push(b'{');
-            for (i, (key, value)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_scalar(out, &Value::String(key.clone()));
-                out.push(b':');
-                write_canonical(out, value);
-            }
-            out.push(b'}');
-        }
+        Value::Object(map) => write_object(out, map),
         Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
@@ -98,6 +83,23 @@ fn write_canonical(out: &mut Vec<u8>, value: &Value) {
         }
         scalar => write_scalar(out, scalar),
     }
+}
+
+fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
+    // Sorted explicitly: serde_json keeps insertion order when a dependency enables its
+    // `preserve_order` feature.
+    let mut entries: Vec<_> = map.iter().collect();
+    entries.sort_unstable_by_key(|(key, _)| *key);
+    out.push(b'{');
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, key).expect("a string serializes into memory");
+        out.push(b':');
+        write_canonical(out, value);
+    }
+    out.push(b'}');
 }
 
 fn write_scalar(out: &mut Vec<u8>, value: &Value) {
