@@ -213,22 +213,6 @@ pub async fn start_with_broker(
     std::fs::create_dir_all(&config.media_dir)?;
     let mut tasks = JoinSet::new();
     let mut http_addr = None;
-    let state = AppState {
-        publisher: Some(publisher.clone()),
-        media_dir: config.media_dir.clone(),
-        limits: HttpLimits {
-            body_bytes: config.http_body_limit as usize,
-            request_timeout: config.request_timeout(),
-        },
-        api_token: config.api_token.clone(),
-        idempotency_ttl: config.idempotency_ttl(),
-        metrics: Some(MetricsEndpoint::new(
-            prometheus::install()?,
-            Arc::new(store.clone()),
-        )),
-        ..AppState::new(Arc::new(store.clone()), Arc::new(store.clone()))
-    };
-
     if roles.api {
         let relay_config = RelayConfig {
             topic_prefix: config.topic_prefix.clone(),
@@ -237,13 +221,13 @@ pub async fn start_with_broker(
         let relay = OutboxRelay::new(Arc::new(store.clone()), publisher.clone(), relay_config);
         let state = AppState {
             outbox_wakeup: relay.wakeup(),
-            ..state.clone()
+            ..app_state(config, &store, &publisher)?
         };
         tasks.spawn(relay.run(shutdown.clone()));
         let app = api::router(state);
         http_addr = Some(serve(app, config.http_addr, "HTTP_ADDR", &mut tasks, &shutdown).await?);
     } else if let (true, Some(addr)) = (roles.worker, config.metrics_addr) {
-        let app = api::operations_router(state);
+        let app = api::operations_router(app_state(config, &store, &publisher)?);
         http_addr = Some(serve(app, addr, "METRICS_ADDR", &mut tasks, &shutdown).await?);
     }
 
@@ -281,6 +265,30 @@ pub async fn start_with_broker(
         tasks,
         publisher,
         subscriber,
+    })
+}
+
+/// What the HTTP endpoints share. Installs the Prometheus recorder, so a process that serves no
+/// endpoint keeps no metrics.
+fn app_state(
+    config: &Config,
+    store: &store::Store,
+    publisher: &Arc<dyn Publisher>,
+) -> Result<AppState, StartupError> {
+    Ok(AppState {
+        publisher: Some(publisher.clone()),
+        media_dir: config.media_dir.clone(),
+        limits: HttpLimits {
+            body_bytes: config.http_body_limit as usize,
+            request_timeout: config.request_timeout(),
+        },
+        api_token: config.api_token.clone(),
+        idempotency_ttl: config.idempotency_ttl(),
+        metrics: Some(MetricsEndpoint::new(
+            prometheus::install()?,
+            Arc::new(store.clone()),
+        )),
+        ..AppState::new(Arc::new(store.clone()), Arc::new(store.clone()))
     })
 }
 

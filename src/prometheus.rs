@@ -28,12 +28,18 @@ const SECONDS_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// How often histogram buffers are drained between scrapes.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why [`install`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
     /// The application already installed a recorder of its own.
     #[error("another `metrics` recorder is already installed; build a `MetricsEndpoint` from its `PrometheusHandle` instead")]
     AnotherRecorder,
+    /// The upkeep thread could not be started.
+    #[error("starting the metrics upkeep thread: {0}")]
+    Upkeep(std::io::Error),
     /// The exporter rejected its configuration (a bug).
     #[error("configuring the Prometheus exporter: {0}")]
     Build(#[from] metrics_exporter_prometheus::BuildError),
@@ -53,6 +59,16 @@ pub fn install() -> Result<PrometheusHandle, InstallError> {
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)?
         .build_recorder();
     let handle = recorder.handle();
+    // Histogram samples pile up in per-thread buffers until upkeep drains them; a process nobody
+    // scrapes would grow without bound.
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("prometheus-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_INTERVAL);
+            upkeep.run_upkeep();
+        })
+        .map_err(InstallError::Upkeep)?;
     metrics::set_global_recorder(recorder).map_err(|_| InstallError::AnotherRecorder)?;
     describe();
     *installed = Some(handle.clone());
@@ -150,7 +166,7 @@ impl MetricsEndpoint {
             warn!(%error, "could not refresh the database gauges for /metrics");
             metrics::counter!("metrics_refresh_failures_total").increment(1);
         }
-        // Histograms are kept in per-thread buffers until upkeep drains them.
+        // Drain the histogram buffers now too, so the scrape sees every sample so far.
         self.handle.run_upkeep();
         self.handle.render()
     }
