@@ -187,10 +187,7 @@ fn throughput(c: &mut Criterion) {
         return;
     }
 
-    let mut group = c.benchmark_group("kafka_publish");
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(5));
-    group.warm_up_time(Duration::from_secs(1));
+    let mut group = benchmark_group(c, "kafka_publish");
     for size in SIZES {
         let n = count(size);
         group.throughput(Throughput::Elements(n as u64));
@@ -218,10 +215,7 @@ fn throughput(c: &mut Criterion) {
     }
     group.finish();
 
-    let mut group = c.benchmark_group("kafka_consume");
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(5));
-    group.warm_up_time(Duration::from_secs(1));
+    let mut group = benchmark_group(c, "kafka_consume");
     for size in SIZES {
         let n = count(size);
         group.throughput(Throughput::Elements(n as u64));
@@ -383,6 +377,18 @@ fn profile(
             n as f64 / elapsed.as_secs_f64()
         );
     }
+}
+
+/// A criterion group sized for a broker round trip: 10 samples over 5 s after a 1 s warm-up.
+fn benchmark_group<'c>(
+    c: &'c mut Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'c, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    group.warm_up_time(Duration::from_secs(1));
+    group
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
