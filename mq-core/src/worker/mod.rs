@@ -166,6 +166,7 @@ impl Worker {
             handler: self.handler,
             config: self.config,
             stats: self.stats,
+            metrics: JobMetrics::new(&self.topic, &self.group),
             group: self.group,
             stopping: shutdown.clone(),
             hand_back: hand_back.clone(),
@@ -238,6 +239,7 @@ struct Job {
     handler: Arc<dyn Handler>,
     config: WorkerConfig,
     stats: Arc<WorkerStats>,
+    metrics: JobMetrics,
     group: String,
     /// Graceful stop: no new retries.
     stopping: CancellationToken,
@@ -251,13 +253,28 @@ enum Outcome {
     DeadLetter(String, u32),
 }
 
-impl Job {
-    /// Adds one to the `topic` + `group` series of the metric `name`.
-    fn count(&self, name: &'static str, topic: &str) {
-        metrics::counter!(name, "topic" => topic.to_owned(), "group" => self.group.clone())
-            .increment(1);
-    }
+/// The `metrics` series of one subscription, registered once when the worker starts so that
+/// counting a message allocates nothing.
+struct JobMetrics {
+    consumed: metrics::Counter,
+    retried: metrics::Counter,
+    requeued: metrics::Counter,
+    dead_lettered: metrics::Counter,
+}
 
+impl JobMetrics {
+    fn new(topic: &str, group: &str) -> Self {
+        let counter = |name: &'static str| metrics::counter!(name, "topic" => topic.to_owned(), "group" => group.to_owned());
+        Self {
+            consumed: counter("messages_consumed_total"),
+            retried: counter("messages_retried_total"),
+            requeued: counter("messages_requeued_total"),
+            dead_lettered: counter("messages_dead_lettered_total"),
+        }
+    }
+}
+
+impl Job {
     async fn process(&self, delivery: Delivery) {
         let message = delivery.message();
         let span = info_span!(
@@ -303,7 +320,7 @@ impl Job {
             let delay = self.config.backoff.delay(attempt);
             warn!(%error, attempt, ?delay, "transient failure; retrying");
             self.stats.retried.fetch_add(1, Ordering::Relaxed);
-            self.count("messages_retried_total", delivery.topic());
+            self.metrics.retried.increment(1);
             tokio::select! {
                 () = tokio::time::sleep(delay) => attempt += 1,
                 () = self.stopping.cancelled() => return Outcome::Requeue,
@@ -312,27 +329,26 @@ impl Job {
     }
 
     async fn settle(&self, delivery: Delivery, outcome: Outcome) {
-        let topic = delivery.topic().to_owned();
         let (settled, counter, metric) = match outcome {
             Outcome::Ack => (
                 delivery.ack().await,
                 &self.stats.acked,
-                "messages_consumed_total",
+                &self.metrics.consumed,
             ),
             Outcome::Requeue => (
                 delivery.requeue().await,
                 &self.stats.requeued,
-                "messages_requeued_total",
+                &self.metrics.requeued,
             ),
             Outcome::DeadLetter(reason, attempts) => (
                 delivery.nack(Nack::DeadLetter { reason, attempts }).await,
                 &self.stats.dead_lettered,
-                "messages_dead_lettered_total",
+                &self.metrics.dead_lettered,
             ),
         };
         match settled {
             Ok(()) => {
-                self.count(metric, &topic);
+                metric.increment(1);
                 counter.fetch_add(1, Ordering::Relaxed)
             }
             Err(error) => {
