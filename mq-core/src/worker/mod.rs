@@ -11,7 +11,8 @@
 //! - what happened to each message is counted in [`WorkerStats`] and through the [`metrics`]
 //!   facade (a no-op until the application installs a recorder), labelled by `topic` and `group`:
 //!   `messages_consumed_total` (handled and acked), `messages_retried_total` (in-process retries),
-//!   `messages_requeued_total` (handed back) and `messages_dead_lettered_total`.
+//!   `messages_requeued_total` (handed back) and `messages_dead_lettered_total`. The series are
+//!   registered when [`Worker::run`] starts, so install the recorder before that.
 //!
 //! ```
 //! use std::sync::Arc;
