@@ -257,7 +257,7 @@ fn throughput(c: &mut Criterion) {
 /// Paired rounds: ours and raw alternate (order swapped every round) so both see the same
 /// background load on a shared machine; prints the median rates and the ratios (of the medians,
 /// and the median of the per-round ratios). `PAIRED_ROUNDS` (default 15; 0 skips),
-/// `PAIRED_OPS`.
+/// `PAIRED_OPS`, `PAIRED_SCALE`.
 fn paired(
     runtime: &tokio::runtime::Runtime,
     brokers: &str,
@@ -277,11 +277,14 @@ fn paired(
             continue;
         }
         for size in SIZES {
-            let n = count(size);
+            // A consume round reads `PAIRED_SCALE` (default 10) times the criterion count, so
+            // that it lasts long enough (about 0.2 s) for a stall of the broker to even out.
+            let n = match op {
+                "publish" => count(size),
+                _ => count(size) * env_usize("PAIRED_SCALE", 10),
+            };
             let topic = unique(&format!("paired.{op}.{size}"));
-            runtime
-                .block_on(publisher.publish_batch(&topic, messages(n, size)))
-                .unwrap();
+            publish_many(runtime, publisher, &topic, n, size);
             let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
             for round in 0..rounds {
                 let (mut o, mut r) = (0.0, 0.0);
@@ -354,12 +357,7 @@ fn profile(
         Ok(topic) => topic,
         Err(_) => {
             let topic = unique(&format!("profile.{size}"));
-            for chunk in 0..n.div_ceil(10_000) {
-                let len = (n - chunk * 10_000).min(10_000);
-                runtime
-                    .block_on(publisher.publish_batch(&topic, messages(len, size)))
-                    .unwrap();
-            }
+            publish_many(runtime, publisher, &topic, n, size);
             eprintln!("profile: published {n} messages of {size} B to {topic}");
             topic
         }
@@ -376,6 +374,22 @@ fn profile(
             "profile {side} {size} B: {:.0} msg/s",
             n as f64 / elapsed.as_secs_f64()
         );
+    }
+}
+
+/// Publishes `n` messages of `size` bytes in batches the producer queue holds.
+fn publish_many(
+    runtime: &tokio::runtime::Runtime,
+    publisher: &KafkaPublisher,
+    topic: &str,
+    n: usize,
+    size: usize,
+) {
+    for start in (0..n).step_by(10_000) {
+        let batch = messages((n - start).min(10_000), size);
+        runtime
+            .block_on(publisher.publish_batch(topic, batch))
+            .unwrap();
     }
 }
 

@@ -48,9 +48,10 @@ pub struct KafkaConfig {
     /// How often acked offsets are committed (an acked prefix is also committed on revoke and
     /// on close).
     pub commit_interval: Duration,
-    /// Records fetched but not handed out yet, per assigned partition, before the consumer stops
-    /// taking records from librdkafka (they wait in its bounded prefetch queue). A single
-    /// partition 4× over this (stuck behind a busy key) is paused until drained to it.
+    /// Records taken from librdkafka but not handed out yet (waiting behind a busy key, or
+    /// given back by a nack), per assigned partition. Beyond it the stream takes no more of that
+    /// partition's records: they wait in librdkafka's prefetch queue, which stops fetching when
+    /// full (`queued.min.messages`, `queued.max.messages.kbytes`).
     pub max_buffered_per_partition: usize,
     /// Timeout of admin calls, synchronous commits, metadata requests and `health`.
     pub operation_timeout: Duration,

@@ -1,17 +1,22 @@
 //! [`KafkaSubscriber`]: consumer-group subscriptions with at-least-once commits.
 //!
-//! Each `subscribe` call runs one librdkafka consumer (a member of the group) polled by a
-//! dedicated thread, the *driver*. Fetched records go into per-partition buffers; the delivery
-//! stream hands them out round-robin over partitions, never handing out a record whose key has an
-//! earlier record in flight (order per key). Settling a delivery updates the partition's
-//! [`OffsetTracker`]; the driver commits the contiguous acked prefix (plus the offsets acked above
-//! it, in the commit metadata) every [`KafkaConfig::commit_interval`], on revoke and on close.
-//! A nacked or dropped delivery goes back into its partition's buffer and is handed out again,
-//! without blocking other partitions or keys.
+//! Each `subscribe` call runs one librdkafka consumer (a member of the group). A dedicated
+//! thread, the *driver*, serves the consumer queue: rebalances, commit results and errors, and
+//! commits. Each assigned partition's records go to a queue of their own ([`PartitionQueue`]),
+//! split off before the partition is assigned; the delivery stream drains those queues in
+//! batches as it needs records, so a record is copied, tracked and handed out on the task that
+//! consumes it, and a stream that is not polled leaves the records in librdkafka's bounded
+//! prefetch queue (which stops fetching when full).
+//!
+//! The stream hands records out round-robin over partitions, never handing out a record whose
+//! key has an earlier record in flight (order per key). Settling a delivery updates the
+//! partition's [`OffsetTracker`]; the driver commits the contiguous acked prefix (plus the
+//! offsets acked above it, in the commit metadata) every [`KafkaConfig::commit_interval`], on
+//! revoke and on close. A nacked or dropped delivery goes back into its partition's buffer and
+//! is handed out again, without blocking other partitions or keys.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,7 +29,6 @@ use mq_core::{
 };
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
-use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{ClientContext, Message as _, Offset, TopicPartitionList};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -32,11 +36,15 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::TopicAdmin;
 use crate::error::classify;
 use crate::offsets::{OffsetTracker, Received};
+use crate::partition_queue::PartitionQueue;
 use crate::producer::{await_delivery, ProducerInner};
 use crate::{KafkaConfig, MESSAGE_ID_HEADER};
 
-/// Records taken from librdkafka in one go by the driver before they are handed to the stream.
+/// Records the driver takes from the consumer queue in one go (only records fetched before their
+/// partition's queue was split off arrive there).
 const POLL_BATCH: usize = 512;
+/// The longest the driver waits for consumer-queue events before it looks at commits and stop.
+const DRIVER_TICK: Duration = Duration::from_millis(50);
 /// Subscription errors kept for the stream; older ones are dropped.
 const MAX_QUEUED_ERRORS: usize = 16;
 /// Record parts up to this size share [`CHUNK`]-sized buffers (see [`Chunks`]).
@@ -196,12 +204,11 @@ struct Subscription {
     config: KafkaConfig,
     admin: TopicAdmin,
     state: Mutex<State>,
-    /// Woken when records arrive, keys free up, the assignment changes or the stream must end.
-    notify: Notify,
+    /// Woken when records arrive (also by librdkafka, when a partition queue stops being empty),
+    /// keys free up, the assignment changes or the stream must end.
+    notify: Arc<Notify>,
     /// Cancelled by `close` or when the stream is dropped; the driver then leaves the group.
     stop: CancellationToken,
-    /// Some partition is paused for flow control: the driver polls more often to resume it.
-    any_paused: AtomicBool,
     driver: Mutex<Option<JoinHandle<()>>>,
     /// Receives once the driver has left the group (or ended).
     left: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
@@ -221,6 +228,8 @@ struct State {
     /// The group assigned partitions (possibly none) at least once.
     joined: bool,
     errors: VecDeque<Error>,
+    /// Where records taken from the partition queues are copied to.
+    chunks: Chunks,
 }
 
 struct PartitionState {
@@ -238,7 +247,10 @@ struct PartitionState {
     /// A pending record was passed over because its key was busy: releasing a key must wake the
     /// stream.
     key_blocked: bool,
-    paused: bool,
+    /// The partition's own queue in librdkafka, drained into `pending` when nothing there can be
+    /// handed out. `None` once revoked (or if it could not be split off: then its records come
+    /// through the consumer queue and the driver).
+    queue: Option<PartitionQueue>,
 }
 
 /// A fetched record waiting to be handed out.
@@ -265,8 +277,47 @@ impl PartitionState {
             in_flight: FastMap::default(),
             busy_keys: FastSet::default(),
             key_blocked: false,
-            paused: false,
+            queue: None,
         }
+    }
+
+    /// Takes the next record that can be handed out, draining the partition queue into
+    /// `pending` while nothing there can (every pending key busy) and `pending` holds fewer than
+    /// `limit` records.
+    fn next_or_fetch(
+        &mut self,
+        limit: usize,
+        chunks: &mut Chunks,
+        errors: &mut VecDeque<Error>,
+    ) -> Option<(i64, RawRecord, u32)> {
+        loop {
+            if let Some(next) = self.take_next() {
+                return Some(next);
+            }
+            if self.fetch(limit, chunks, errors) == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// Moves up to one batch of records from the partition queue to `pending` (skipping those
+    /// the tracker already knows), without waiting; returns how many librdkafka handed over.
+    fn fetch(&mut self, limit: usize, chunks: &mut Chunks, errors: &mut VecDeque<Error>) -> usize {
+        let room = limit.saturating_sub(self.pending.len());
+        let Some(queue) = self.queue.as_ref().filter(|_| room > 0) else {
+            return 0;
+        };
+        let (tracker, pending) = (&mut self.tracker, &mut self.pending);
+        queue.drain(room, |record| {
+            if let Some(error) = record.error() {
+                push_error(errors, classify("consume", error));
+                return;
+            }
+            let (_, record) = RawRecord::copy(&record, chunks);
+            if tracker.receive(record.offset) == Received::Deliver {
+                insert_pending(pending, record);
+            }
+        })
     }
 
     /// Takes the oldest pending record whose key is not busy.
@@ -321,11 +372,30 @@ impl PartitionState {
 
     /// Puts a record back at its place (by offset) among the pending ones.
     fn give_back(&mut self, record: Pending) {
-        let index = self
-            .pending
-            .partition_point(|pending| pending.offset < record.offset);
-        self.pending.insert(index, record);
+        insert_pending(&mut self.pending, record);
     }
+}
+
+/// Adds `record` to `pending`, which stays ascending by offset (fetched records come in order,
+/// so this is nearly always a push at the back).
+fn insert_pending(pending: &mut VecDeque<Pending>, record: Pending) {
+    if pending
+        .back()
+        .is_none_or(|last| last.offset < record.offset)
+    {
+        pending.push_back(record);
+    } else {
+        let index = pending.partition_point(|p| p.offset < record.offset);
+        pending.insert(index, record);
+    }
+}
+
+/// Queues an error for the stream, dropping the oldest beyond [`MAX_QUEUED_ERRORS`].
+fn push_error(errors: &mut VecDeque<Error>, error: Error) {
+    if errors.len() >= MAX_QUEUED_ERRORS {
+        errors.pop_front();
+    }
+    errors.push_back(error);
 }
 
 impl State {
@@ -347,10 +417,7 @@ impl State {
     }
 
     fn push_error(&mut self, error: Error) {
-        if self.errors.len() >= MAX_QUEUED_ERRORS {
-            self.errors.pop_front();
-        }
-        self.errors.push_back(error);
+        push_error(&mut self.errors, error);
     }
 }
 
@@ -359,9 +426,12 @@ impl Subscription {
         lock(&self.state)
     }
 
-    /// The next stream item: a queued error, or the next record round-robin over partitions.
+    /// The next stream item: a queued error, or the next record round-robin over partitions
+    /// (taken from their queues in librdkafka as needed).
     fn take_next(self: &Arc<Self>) -> Option<Result<Delivery>> {
-        let mut state = self.state();
+        let limit = self.config.max_buffered_per_partition.max(1);
+        let mut guard = self.state();
+        let state = &mut *guard;
         if let Some(error) = state.errors.pop_front() {
             return Some(Err(error));
         }
@@ -372,12 +442,14 @@ impl Subscription {
             let Some(ps) = state.partitions.get_mut(&partition) else {
                 continue;
             };
-            let Some((offset, record, attempt)) = ps.take_next() else {
+            let Some((offset, record, attempt)) =
+                ps.next_or_fetch(limit, &mut state.chunks, &mut state.errors)
+            else {
                 continue;
             };
             let epoch = ps.epoch;
             state.cursor = index + 1;
-            drop(state);
+            drop(guard);
             // Built here, outside the lock, on the thread that consumes (and later frees) it.
             let message = record.message(&self.topic, partition, offset);
             let acknowledger = KafkaAcknowledger {
@@ -394,7 +466,8 @@ impl Subscription {
                 Box::new(acknowledger),
             )));
         }
-        None
+        // Draining the queues may have turned up errors.
+        state.errors.pop_front().map(Err)
     }
 
     fn ack(&self, partition: i32, offset: i64, epoch: u64) -> bool {
@@ -453,15 +526,7 @@ impl Subscription {
                 continue; // not ours (any more)
             };
             if ps.tracker.receive(record.offset) == Received::Deliver {
-                if ps
-                    .pending
-                    .back()
-                    .is_none_or(|last| last.offset < record.offset)
-                {
-                    ps.pending.push_back(record);
-                } else {
-                    ps.give_back(record);
-                }
+                insert_pending(&mut ps.pending, record);
             }
         }
         drop(state);
@@ -645,7 +710,10 @@ impl Subscription {
         let mut state = self.state();
         let mut revoked = FastMap::default();
         for element in list.elements_for_topic(&self.topic) {
-            if let Some(ps) = state.partitions.remove(&element.partition()) {
+            if let Some(mut ps) = state.partitions.remove(&element.partition()) {
+                // Whatever librdkafka still holds for it is outdated now; a new assignment
+                // splits the queue off again.
+                ps.queue = None;
                 revoked.insert(element.partition(), ps);
             }
         }
@@ -672,7 +740,16 @@ impl Subscription {
         self.notify.notify_waiters();
     }
 
-    /// Assign: start tracking the assigned partitions from their committed offsets.
+    /// Drops every partition queue (the stream then takes nothing more from librdkafka); they
+    /// must go before the consumer does.
+    fn release_queues(&self) {
+        for ps in self.state().partitions.values_mut() {
+            ps.queue = None;
+        }
+    }
+
+    /// Assign, before librdkafka starts fetching: split the partitions' queues off and start
+    /// tracking them from their committed offsets.
     fn assign(
         &self,
         consumer: &BaseConsumer<DriverContext>,
@@ -721,11 +798,8 @@ impl Subscription {
                 .stashed
                 .remove(&partition)
                 .filter(|stash| stash.tracker.committed() == offset && offset.is_some());
-            let ps = match restored {
-                Some(mut stash) => {
-                    stash.paused = false;
-                    stash
-                }
+            let mut ps = match restored {
+                Some(stash) => stash,
                 None => {
                     state.next_epoch += 1;
                     let metadata = match (logged.get(&partition), offset) {
@@ -736,6 +810,11 @@ impl Subscription {
                     PartitionState::new(state.next_epoch, OffsetTracker::new(offset, metadata))
                 }
             };
+            ps.queue = PartitionQueue::split(consumer, &self.topic, partition, self.notify.clone());
+            if ps.queue.is_none() {
+                tracing::warn!(topic = %self.topic, partition,
+                    "cannot split the partition's queue off; its records come through the consumer queue");
+            }
             state.partitions.insert(partition, ps);
         }
         // Whatever was not given back belongs to another member now: forget it.
@@ -745,47 +824,11 @@ impl Subscription {
         drop(state);
         self.notify.notify_waiters();
     }
-
-    /// Records buffered (fetched, not handed out) over all partitions, and the partition count.
-    fn buffered(&self) -> (usize, usize) {
-        let state = self.state();
-        let buffered = state.partitions.values().map(|p| p.pending.len()).sum();
-        (buffered, state.partitions.len())
-    }
-
-    /// Pauses a partition whose buffer is far over the limit (one partition stuck behind a
-    /// busy key while the others flow) and resumes it once drained to the limit.
-    fn flow_control(&self, consumer: &BaseConsumer<DriverContext>, limit: usize) {
-        let hard = limit.saturating_mul(4);
-        let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
-        let mut state = self.state();
-        let mut any_paused = false;
-        for (&partition, ps) in state.partitions.iter_mut() {
-            if !ps.paused && ps.pending.len() >= hard {
-                ps.paused = true;
-                pause.add_partition(&self.topic, partition);
-            } else if ps.paused && ps.pending.len() <= limit {
-                ps.paused = false;
-                resume.add_partition(&self.topic, partition);
-            }
-            any_paused |= ps.paused;
-        }
-        drop(state);
-        self.any_paused.store(any_paused, Ordering::Relaxed);
-        if pause.count() > 0 {
-            if let Err(error) = consumer.pause(&pause) {
-                tracing::warn!(topic = %self.topic, %error, "pausing partitions failed");
-            }
-        }
-        if resume.count() > 0 {
-            if let Err(error) = consumer.resume(&resume) {
-                tracing::warn!(topic = %self.topic, %error, "resuming partitions failed");
-            }
-        }
-    }
 }
 
-/// The consumer context: runs the rebalance hooks in the driver thread.
+/// The consumer context: runs the rebalance hooks in the driver thread. Both run before
+/// librdkafka changes the assignment: a revoke commits while the partitions are still ours, an
+/// assign splits the partition queues off before fetching starts.
 struct DriverContext {
     subscription: Arc<Subscription>,
     timeout: Duration,
@@ -795,19 +838,15 @@ impl ClientContext for DriverContext {}
 
 impl ConsumerContext for DriverContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
-            tracing::debug!(topic = %self.subscription.topic, partitions = list.count(), "kafka partitions revoked");
-            self.subscription.revoke(consumer, list);
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
+            Rebalance::Revoke(list) => {
+                tracing::debug!(topic = %self.subscription.topic, partitions = list.count(), "kafka partitions revoked");
+                self.subscription.revoke(consumer, list);
+            }
             Rebalance::Assign(list) => {
                 tracing::debug!(topic = %self.subscription.topic, partitions = list.count(), "kafka partitions assigned");
                 self.subscription.assign(consumer, list, self.timeout);
             }
-            Rebalance::Revoke(_) => {}
             Rebalance::Error(error) => {
                 tracing::warn!(topic = %self.subscription.topic, %error, "kafka rebalance error");
                 self.subscription
@@ -910,21 +949,80 @@ fn take_part<'a>(meta: &mut &'a [u8]) -> Option<&'a [u8]> {
     Some(part)
 }
 
+/// The records [`RawRecord::copy`] takes. In a module of its own so that its method names do
+/// not clash with rdkafka's `Message` trait elsewhere in this file.
+mod lent {
+    use rdkafka::message::{BorrowedMessage, Headers};
+
+    use crate::partition_queue::FetchedRecord;
+
+    /// A record as librdkafka lends it: through a split partition queue ([`FetchedRecord`]) or
+    /// through the consumer queue (rdkafka's [`BorrowedMessage`]).
+    pub(super) trait LentRecord {
+        fn partition(&self) -> i32;
+        fn offset(&self) -> i64;
+        fn key(&self) -> Option<&[u8]>;
+        fn payload(&self) -> &[u8];
+        /// Calls `each(name, value)` for every header, in order.
+        fn for_each_header(&self, each: impl FnMut(&[u8], &[u8]));
+    }
+
+    impl LentRecord for FetchedRecord<'_> {
+        fn partition(&self) -> i32 {
+            FetchedRecord::partition(self)
+        }
+        fn offset(&self) -> i64 {
+            FetchedRecord::offset(self)
+        }
+        fn key(&self) -> Option<&[u8]> {
+            FetchedRecord::key(self)
+        }
+        fn payload(&self) -> &[u8] {
+            FetchedRecord::payload(self)
+        }
+        fn for_each_header(&self, mut each: impl FnMut(&[u8], &[u8])) {
+            FetchedRecord::for_each_header(self, |name, value| {
+                each(name, value.unwrap_or_default())
+            });
+        }
+    }
+
+    impl LentRecord for BorrowedMessage<'_> {
+        fn partition(&self) -> i32 {
+            rdkafka::Message::partition(self)
+        }
+        fn offset(&self) -> i64 {
+            rdkafka::Message::offset(self)
+        }
+        fn key(&self) -> Option<&[u8]> {
+            rdkafka::Message::key(self)
+        }
+        fn payload(&self) -> &[u8] {
+            rdkafka::Message::payload(self).unwrap_or_default()
+        }
+        fn for_each_header(&self, mut each: impl FnMut(&[u8], &[u8])) {
+            if let Some(list) = rdkafka::Message::headers(self) {
+                for header in list.iter() {
+                    each(header.key.as_bytes(), header.value.unwrap_or_default());
+                }
+            }
+        }
+    }
+}
+
 impl RawRecord {
-    /// Copies a fetched record (a few `memcpy`s into `chunks`); returns its partition and the
-    /// pending record with its key hash.
-    fn copy(record: &BorrowedMessage<'_>, chunks: &mut Chunks) -> (i32, Pending) {
+    /// Copies a record librdkafka lends (a few `memcpy`s into `chunks`); returns its partition
+    /// and the pending record with its key hash.
+    fn copy(record: &impl lent::LentRecord, chunks: &mut Chunks) -> (i32, Pending) {
         let key = record.key();
         let buf = chunks.room(META_ROOM + key.map_or(0, <[u8]>::len));
         put_part(buf, key);
-        if let Some(list) = record.headers() {
-            for header in list.iter() {
-                put_part(buf, Some(header.key.as_bytes()));
-                put_part(buf, Some(header.value.unwrap_or_default()));
-            }
-        }
+        record.for_each_header(|name, value| {
+            put_part(buf, Some(name));
+            put_part(buf, Some(value));
+        });
         let meta = chunks.split();
-        let payload = record.payload().unwrap_or_default();
+        let payload = record.payload();
         let payload = chunks.bytes(payload.len(), |buf| buf.extend_from_slice(payload));
         let key_hash = key.map(|key| {
             let mut hasher = FastHasher::default();
@@ -965,40 +1063,31 @@ impl RawRecord {
     }
 }
 
-/// The driver thread: polls the consumer (which runs the rebalance hooks), buffers records,
-/// commits, applies flow control; on stop commits once more and leaves the group.
+/// The driver thread: serves the consumer queue (which runs the rebalance hooks) and commits
+/// every [`KafkaConfig::commit_interval`]; on stop commits once more and leaves the group.
 fn drive(
     subscription: Arc<Subscription>,
     consumer: BaseConsumer<DriverContext>,
     config: KafkaConfig,
 ) {
+    // Declared after `consumer`, so dropped before it however this ends: partition queues must
+    // not outlive their consumer.
+    let _queues = ReleaseQueuesOnExit(&subscription);
     let mut last_commit = Instant::now();
-    let limit = config.max_buffered_per_partition.max(2);
     let mut chunks = Chunks::default();
     while !subscription.stop.is_cancelled() {
-        // Back-pressure: with a full buffer, leave the records in librdkafka's (bounded) queue
-        // and only poll every few milliseconds, which still serves rebalance events.
-        let (buffered, partitions) = subscription.buffered();
-        let full = buffered >= limit.saturating_mul(partitions.max(1));
-        if full {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let wait = if full || subscription.any_paused.load(Ordering::Relaxed) {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(50)
-        };
+        let wait = DRIVER_TICK.min(config.commit_interval.saturating_sub(last_commit.elapsed()));
         match consumer.poll(wait) {
             None => {}
             Some(Err(error)) => {
                 tracing::debug!(topic = %subscription.topic, %error, "kafka consumer error");
                 subscription.state().push_error(classify("consume", error));
             }
+            // Fetched before its partition's queue was split off: buffered like the others.
             Some(Ok(record)) => {
-                let mut batch = Vec::with_capacity(64);
-                batch.push(RawRecord::copy(&record, &mut chunks));
+                let mut batch = vec![RawRecord::copy(&record, &mut chunks)];
                 drop(record);
-                while !full && batch.len() < POLL_BATCH {
+                while batch.len() < POLL_BATCH {
                     match consumer.poll(Duration::ZERO) {
                         Some(Ok(record)) => batch.push(RawRecord::copy(&record, &mut chunks)),
                         Some(Err(error)) => {
@@ -1011,13 +1100,13 @@ fn drive(
                 subscription.accept(batch);
             }
         }
-        subscription.flow_control(&consumer, limit);
         if last_commit.elapsed() >= config.commit_interval {
             subscription.commit(&consumer, CommitMode::Async);
             last_commit = Instant::now();
         }
     }
     subscription.final_commit(&consumer);
+    subscription.release_queues();
     // Closing the consumer revokes the assignment (the hook commits anything acked since) and
     // leaves the group, so the partitions move to the other members at once.
     drop(consumer);
@@ -1027,6 +1116,15 @@ fn drive(
     state.order.clear();
     drop(state);
     subscription.notify.notify_waiters();
+}
+
+/// Releases the subscription's partition queues when the driver ends, also by a panic.
+struct ReleaseQueuesOnExit<'a>(&'a Subscription);
+
+impl Drop for ReleaseQueuesOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.release_queues();
+    }
 }
 
 /// Ends the subscription when its stream is dropped.
@@ -1087,9 +1185,8 @@ impl Subscriber for KafkaSubscriber {
             config: inner.config.clone(),
             admin: inner.admin.clone(),
             state: Mutex::new(State::default()),
-            notify: Notify::new(),
+            notify: Arc::new(Notify::new()),
             stop: inner.closed.child_token(),
-            any_paused: AtomicBool::new(false),
             driver: Mutex::new(None),
             left: Mutex::new(Some(left_rx)),
             dead_letters: inner.dead_letters.clone(),

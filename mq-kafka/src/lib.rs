@@ -33,6 +33,7 @@ mod config;
 mod consumer;
 pub mod error;
 pub mod offsets;
+mod partition_queue;
 mod producer;
 
 pub use config::KafkaConfig;

@@ -1,5 +1,6 @@
 //! Kafka-specific scenarios beyond the conformance kit: a member joining mid-stream, a consumer
-//! dropped with un-acked messages, and order per key under load with 4 partitions.
+//! dropped with un-acked messages, order per key under load with 4 partitions, and a busy key
+//! that must not hold back the other keys of its partition.
 //!
 //! Needs `KAFKA_BROKERS`; skipped with a printed reason when unset, unless `REQUIRE_SERVICES=1`.
 
@@ -361,6 +362,39 @@ async fn ten_thousand_messages_keep_order_per_key() {
         assert!(progress
             .values()
             .all(|(done, _)| *done == (COUNT / KEYS) as u64));
+    }
+    subscriber.close().await.unwrap();
+    publisher.close().await.unwrap();
+}
+
+/// One partition, a key whose first message stays in flight, and 300 more of that key ahead of
+/// another key's message: the other key's message is handed out at once (the stream takes
+/// records from librdkafka past the blocked ones), and the blocked key then goes on in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_busy_key_does_not_hold_back_later_keys_of_its_partition() {
+    let _serial = SERIAL.lock().await;
+    let Some(config) = config_with(1) else { return };
+    const BLOCKED: usize = 300;
+    let (topic, group) = (unique("busy_key"), unique("group"));
+    let publisher = KafkaPublisher::new(config.clone()).unwrap();
+    let mut batch: Vec<Message> = (0..=BLOCKED)
+        .map(|n| Message::new(format!("slow {n}")).with_key("slow"))
+        .collect();
+    batch.push(Message::new("fast").with_key("fast"));
+    publisher.publish_batch(&topic, batch).await.unwrap();
+    let subscriber = KafkaSubscriber::new(config).unwrap();
+    let mut stream = subscriber.subscribe(&topic, &group).await.unwrap();
+
+    let held = next(&mut stream).await;
+    assert_eq!(&held.message().payload()[..], b"slow 0");
+    let fast = next(&mut stream).await;
+    assert_eq!(&fast.message().payload()[..], b"fast");
+    fast.ack().await.unwrap();
+    held.ack().await.unwrap();
+    for n in 1..=BLOCKED {
+        let delivery = next(&mut stream).await;
+        assert_eq!(delivery.message().payload(), format!("slow {n}").as_bytes());
+        delivery.ack().await.unwrap();
     }
     subscriber.close().await.unwrap();
     publisher.close().await.unwrap();
