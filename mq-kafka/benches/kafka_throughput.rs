@@ -7,10 +7,13 @@
 //! - `consume/{ours,raw}/SIZE`: a fresh consumer group reads N pre-published messages, copying
 //!   payload and headers out and acking / storing each offset, commits every 100 ms. Timed from
 //!   the first message to the last (the group join is not timed). The raw consumer uses the same
-//!   client properties as ours.
-//! - then paired rounds (ours and raw alternating, order swapped every round): median rates and
-//!   ratios, robust against the background load of a shared machine (`PAIRED_ROUNDS`,
-//!   `PAIRED_OPS`; `-- paired-only` skips the criterion groups);
+//!   client properties as ours, except the prefetch bound: raw keeps librdkafka's one shared
+//!   64 MiB queue, ours has a queue per partition of 16 MiB each (the same 64 MiB at 4
+//!   partitions).
+//! - then paired rounds (ours and raw alternating, order swapped every round): median rates,
+//!   ratios and process CPU time per message, robust against the background load of a shared
+//!   machine (`PAIRED_ROUNDS`, `PAIRED_OPS`, `PAIRED_SIZES`, `PAIRED_SCALE`; `-- paired-only`
+//!   skips the criterion groups);
 //! - `KAFKA_PROFILE=ours|raw`: one side only, for profiling (see [`profile`]).
 //!
 //! Needs a broker: `scripts/kafka.sh start && KAFKA_BROKERS=127.0.0.1:9092 cargo bench -p mq-kafka`
@@ -92,25 +95,68 @@ async fn raw_publish(producer: &FutureProducer, topic: &str, messages: &[Message
     }
 }
 
-async fn ours_consume(config: &KafkaConfig, topic: &str, n: usize) -> Duration {
+/// The timed part of a consume run: wall-clock time, and the CPU time the whole process (every
+/// thread, librdkafka's included) spent in it.
+#[derive(Clone, Copy)]
+struct Consumed {
+    elapsed: Duration,
+    cpu: Duration,
+}
+
+/// A running measurement of wall-clock and process CPU time.
+struct Stopwatch {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Stopwatch {
+    fn start() -> Self {
+        Self {
+            wall: Instant::now(),
+            cpu: process_cpu(),
+        }
+    }
+
+    fn stop(&self) -> Consumed {
+        Consumed {
+            elapsed: self.wall.elapsed(),
+            cpu: process_cpu().saturating_sub(self.cpu),
+        }
+    }
+}
+
+/// User + system CPU time of this process so far (`getrusage`, microsecond resolution).
+fn process_cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `getrusage` fills the struct it is given; RUSAGE_SELF cannot fail.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+}
+
+async fn ours_consume(config: &KafkaConfig, topic: &str, n: usize) -> Consumed {
     let subscriber = KafkaSubscriber::new(config.clone()).unwrap();
     let mut stream = subscriber.subscribe(topic, &unique("g")).await.unwrap();
     let first = stream.next().await.unwrap().unwrap();
-    let started = Instant::now();
+    let started = Stopwatch::start();
     first.ack().await.unwrap();
     for _ in 1..n {
         let delivery = stream.next().await.unwrap().unwrap();
         std::hint::black_box(delivery.message().payload().len());
         delivery.ack().await.unwrap();
     }
-    let elapsed = started.elapsed();
+    let consumed = started.stop();
     drop(stream);
     subscriber.close().await.unwrap();
-    elapsed
+    consumed
 }
 
-async fn raw_consume(brokers: &str, topic: &str, n: usize) -> Duration {
-    // The same client properties as our consumer (`KafkaConfig::consumer` with `config()`).
+async fn raw_consume(brokers: &str, topic: &str, n: usize) -> Consumed {
+    // The same client properties as our consumer (`KafkaConfig::consumer` with `config()`),
+    // but for `queued.max.messages.kbytes` (see the module docs).
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("client.id", "product-pipeline")
@@ -132,7 +178,7 @@ async fn raw_consume(brokers: &str, topic: &str, n: usize) -> Duration {
     let mut last_commit = Instant::now();
     for i in 0..n {
         let record = consumer.recv().await.unwrap();
-        started.get_or_insert_with(Instant::now);
+        started.get_or_insert_with(Stopwatch::start);
         // The same work as ours: copy payload, key and headers out, store the offset.
         let payload = bytes::Bytes::copy_from_slice(record.payload().unwrap_or_default());
         let key = record
@@ -159,9 +205,9 @@ async fn raw_consume(brokers: &str, topic: &str, n: usize) -> Duration {
             last_commit = Instant::now();
         }
     }
-    let elapsed = started.unwrap().elapsed();
+    let consumed = started.unwrap().stop();
     let _ = consumer.commit_consumer_state(CommitMode::Sync);
-    elapsed
+    consumed
 }
 
 fn throughput(c: &mut Criterion) {
@@ -230,7 +276,7 @@ fn throughput(c: &mut Criterion) {
                 async move {
                     let mut total = Duration::ZERO;
                     for _ in 0..iterations {
-                        total += ours_consume(&config, &topic, n).await;
+                        total += ours_consume(&config, &topic, n).await.elapsed;
                     }
                     total
                 }
@@ -242,7 +288,7 @@ fn throughput(c: &mut Criterion) {
                 async move {
                     let mut total = Duration::ZERO;
                     for _ in 0..iterations {
-                        total += raw_consume(&brokers, &topic, n).await;
+                        total += raw_consume(&brokers, &topic, n).await.elapsed;
                     }
                     total
                 }
@@ -257,7 +303,7 @@ fn throughput(c: &mut Criterion) {
 /// Paired rounds: ours and raw alternate (order swapped every round) so both see the same
 /// background load on a shared machine; prints the median rates and the ratios (of the medians,
 /// and the median of the per-round ratios). `PAIRED_ROUNDS` (default 15; 0 skips),
-/// `PAIRED_OPS`, `PAIRED_SCALE`.
+/// `PAIRED_OPS`, `PAIRED_SIZES`, `PAIRED_SCALE`.
 fn paired(
     runtime: &tokio::runtime::Runtime,
     brokers: &str,
@@ -272,68 +318,87 @@ fn paired(
     eprintln!("\npaired rounds ({rounds} per case, median msg/s):");
     // `PAIRED_OPS=consume` (or `publish`) runs one kind only.
     let ops = std::env::var("PAIRED_OPS").unwrap_or_default();
+    // `PAIRED_SIZES=256,4096` runs those payload sizes only.
+    let sizes = std::env::var("PAIRED_SIZES").unwrap_or_default();
     for op in ["publish", "consume"] {
         if !ops.is_empty() && !ops.contains(op) {
             continue;
         }
         for size in SIZES {
-            // A consume round reads `PAIRED_SCALE` (default 10) times the criterion count, so
-            // that it lasts long enough (about 0.2 s) for a stall of the broker to even out.
+            if !sizes.is_empty() && !sizes.split(',').any(|s| s.trim() == size.to_string()) {
+                continue;
+            }
+            // `PAIRED_SCALE=10` makes a consume round read 10 times the criterion count: long
+            // enough for the broker's fetch rate, not the client, to set the pace.
             let n = match op {
                 "publish" => count(size),
-                _ => count(size) * env_usize("PAIRED_SCALE", 10),
+                _ => count(size) * env_usize("PAIRED_SCALE", 1).max(1),
             };
             let topic = unique(&format!("paired.{op}.{size}"));
             publish_many(runtime, publisher, &topic, n, size);
-            let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            // Per round: rate (msg/s) and process CPU per message (µs), ours and raw.
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
             for round in 0..rounds {
-                let (mut o, mut r) = (0.0, 0.0);
                 let order = if round % 2 == 0 {
                     [true, false]
                 } else {
                     [false, true]
                 };
+                let mut pair = [(0.0, 0.0); 2];
                 for is_ours in order {
-                    let elapsed = runtime.block_on(async {
+                    let run = runtime.block_on(async {
                         match (op, is_ours) {
                             ("publish", true) => {
                                 let batch = messages(n, size);
-                                let started = Instant::now();
+                                let started = Stopwatch::start();
                                 publisher.publish_batch(&topic, batch).await.unwrap();
-                                started.elapsed()
+                                started.stop()
                             }
                             ("publish", false) => {
                                 let batch = messages(n, size);
-                                let started = Instant::now();
+                                let started = Stopwatch::start();
                                 raw_publish(raw, &topic, &batch).await;
-                                started.elapsed()
+                                started.stop()
                             }
                             (_, true) => ours_consume(config, &topic, n).await,
                             (_, false) => raw_consume(brokers, &topic, n).await,
                         }
                     });
-                    let rate = n as f64 / elapsed.as_secs_f64();
-                    if is_ours {
-                        o = rate;
-                    } else {
-                        r = rate;
-                    }
+                    pair[usize::from(!is_ours)] = (
+                        n as f64 / run.elapsed.as_secs_f64(),
+                        run.cpu.as_secs_f64() * 1e6 / n as f64,
+                    );
                 }
-                ours.push(o);
-                theirs.push(r);
-                ratios.push(o / r);
+                ours.push(pair[0]);
+                theirs.push(pair[1]);
             }
-            let (o, r) = (median(&mut ours), median(&mut theirs));
-            eprintln!(
-                "paired {op:<7} {size:>5} B: ours {o:>9.0}/s  raw {r:>9.0}/s  \
-                 ratio of medians {:.2}  median of round ratios {:.2}  (round ratios {:.2}..{:.2})",
-                o / r,
-                median(&mut ratios),
-                ratios[0],
-                ratios[ratios.len() - 1],
-            );
+            report(op, size, &ours, &theirs);
         }
     }
+}
+
+/// Prints one case of the paired rounds: median rates and their ratio, the median and range of
+/// the per-round ratios, and the median CPU per message of each side (raw ÷ ours: above 1, ours
+/// needs less).
+fn report(op: &str, size: usize, ours: &[(f64, f64)], theirs: &[(f64, f64)]) {
+    let column = |side: &[(f64, f64)], pick: fn(&(f64, f64)) -> f64| {
+        let mut values: Vec<f64> = side.iter().map(pick).collect();
+        median(&mut values)
+    };
+    let (rate_o, rate_r) = (column(ours, |r| r.0), column(theirs, |r| r.0));
+    let (cpu_o, cpu_r) = (column(ours, |r| r.1), column(theirs, |r| r.1));
+    let mut ratios: Vec<f64> = ours.iter().zip(theirs).map(|(o, r)| o.0 / r.0).collect();
+    let median_ratio = median(&mut ratios);
+    eprintln!(
+        "paired {op:<7} {size:>5} B: ours {rate_o:>9.0}/s  raw {rate_r:>9.0}/s  \
+         ratio of medians {:.2}  median of round ratios {median_ratio:.2}  \
+         (round ratios {:.2}..{:.2})  CPU/msg ours {cpu_o:.2} µs  raw {cpu_r:.2} µs  \
+         (raw/ours {:.2})",
+        rate_o / rate_r,
+        ratios[0],
+        ratios[ratios.len() - 1],
+        cpu_r / cpu_o,
+    );
 }
 
 /// `KAFKA_PROFILE=ours|raw` (with `KAFKA_PROFILE_SIZE`, default 16, and `KAFKA_PROFILE_N`,
@@ -363,7 +428,7 @@ fn profile(
         }
     };
     for _ in 0..env_usize("KAFKA_PROFILE_ROUNDS", 3) {
-        let elapsed = runtime.block_on(async {
+        let run = runtime.block_on(async {
             if side == "raw" {
                 raw_consume(brokers, &topic, n).await
             } else {
@@ -371,8 +436,9 @@ fn profile(
             }
         });
         eprintln!(
-            "profile {side} {size} B: {:.0} msg/s",
-            n as f64 / elapsed.as_secs_f64()
+            "profile {side} {size} B: {:.0} msg/s, {:.2} µs CPU/msg",
+            n as f64 / run.elapsed.as_secs_f64(),
+            run.cpu.as_secs_f64() * 1e6 / n as f64,
         );
     }
 }

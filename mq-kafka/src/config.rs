@@ -53,6 +53,12 @@ pub struct KafkaConfig {
     /// partition's records: they wait in librdkafka's prefetch queue, which stops fetching when
     /// full (`queued.min.messages`, `queued.max.messages.kbytes`).
     pub max_buffered_per_partition: usize,
+    /// librdkafka's `queued.max.messages.kbytes`: how many KiB of fetched records librdkafka
+    /// keeps ready per assigned partition. Each partition has a queue of its own here, so the
+    /// bound on prefetched memory is this times the partitions assigned to the member (the
+    /// default, 16 MiB, gives librdkafka's own 64 MiB total at 4 partitions); lower it for
+    /// members that own many partitions.
+    pub prefetch_kbytes_per_partition: u32,
     /// Timeout of admin calls, synchronous commits, metadata requests and `health`.
     pub operation_timeout: Duration,
     /// Extra librdkafka properties applied to every client (they win over the ones above).
@@ -78,6 +84,7 @@ impl KafkaConfig {
             join_timeout: Duration::from_secs(30),
             commit_interval: Duration::from_millis(100),
             max_buffered_per_partition: 2000,
+            prefetch_kbytes_per_partition: 16 * 1024,
             operation_timeout: Duration::from_secs(10),
             extra: BTreeMap::new(),
         }
@@ -146,7 +153,11 @@ impl KafkaConfig {
                 millis(self.rebalance_timeout.max(self.session_timeout)),
             )
             .set("partition.assignment.strategy", "range,roundrobin")
-            .set("topic.metadata.refresh.interval.ms", "1000");
+            .set("topic.metadata.refresh.interval.ms", "1000")
+            .set(
+                "queued.max.messages.kbytes",
+                self.prefetch_kbytes_per_partition.max(1).to_string(),
+            );
         self.finish(config)
     }
 
