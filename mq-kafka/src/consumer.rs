@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::TopicAdmin;
 use crate::error::classify;
 use crate::offsets::{OffsetTracker, Received};
-use crate::partition_queue::PartitionQueue;
+use crate::partition_queue::{PartitionQueue, DRAIN_BATCH};
 use crate::producer::{await_delivery, ProducerInner};
 use crate::{KafkaConfig, MESSAGE_ID_HEADER};
 
@@ -230,6 +230,10 @@ struct State {
     errors: VecDeque<Error>,
     /// Where records taken from the partition queues are copied to.
     chunks: Chunks,
+    /// Queues of the partitions just revoked, emptied once librdkafka has stopped fetching them
+    /// (what they hold is outdated, and would otherwise stay in memory until the partition
+    /// comes back).
+    revoked_queues: Vec<PartitionQueue>,
 }
 
 struct PartitionState {
@@ -711,9 +715,10 @@ impl Subscription {
         let mut revoked = FastMap::default();
         for element in list.elements_for_topic(&self.topic) {
             if let Some(mut ps) = state.partitions.remove(&element.partition()) {
-                // Whatever librdkafka still holds for it is outdated now; a new assignment
-                // splits the queue off again.
-                ps.queue = None;
+                // A new assignment splits the queue off again.
+                if let Some(queue) = ps.queue.take() {
+                    state.revoked_queues.push(queue);
+                }
                 revoked.insert(element.partition(), ps);
             }
         }
@@ -740,12 +745,23 @@ impl Subscription {
         self.notify.notify_waiters();
     }
 
+    /// After librdkafka stopped fetching the revoked partitions: frees the records their queues
+    /// still hold (librdkafka discards them as outdated) and drops the queues.
+    fn discard_revoked_queues(&self) {
+        let queues = std::mem::take(&mut self.state().revoked_queues);
+        for queue in queues {
+            while queue.drain(DRAIN_BATCH, |_| {}) > 0 {}
+        }
+    }
+
     /// Drops every partition queue (the stream then takes nothing more from librdkafka); they
     /// must go before the consumer does.
     fn release_queues(&self) {
-        for ps in self.state().partitions.values_mut() {
+        let mut state = self.state();
+        for ps in state.partitions.values_mut() {
             ps.queue = None;
         }
+        state.revoked_queues.clear();
     }
 
     /// Assign, before librdkafka starts fetching: split the partitions' queues off and start
@@ -826,9 +842,10 @@ impl Subscription {
     }
 }
 
-/// The consumer context: runs the rebalance hooks in the driver thread. Both run before
+/// The consumer context: runs the rebalance hooks in the driver thread. They run before
 /// librdkafka changes the assignment: a revoke commits while the partitions are still ours, an
-/// assign splits the partition queues off before fetching starts.
+/// assign splits the partition queues off before fetching starts; after a revoke, the revoked
+/// partitions' queues are emptied.
 struct DriverContext {
     subscription: Arc<Subscription>,
     timeout: Duration,
@@ -853,6 +870,12 @@ impl ConsumerContext for DriverContext {
                     .state()
                     .push_error(classify("rebalance", error.clone()));
             }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            self.subscription.discard_revoked_queues();
         }
     }
 
