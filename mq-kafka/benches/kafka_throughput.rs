@@ -95,10 +95,10 @@ async fn raw_publish(producer: &FutureProducer, topic: &str, messages: &[Message
     }
 }
 
-/// The timed part of a consume run: wall-clock time, and the CPU time the whole process (every
-/// thread, librdkafka's included) spent in it.
+/// The timed part of a run: wall-clock time, and the CPU time the whole process (every thread,
+/// librdkafka's included) spent in it.
 #[derive(Clone, Copy)]
-struct Consumed {
+struct Timed {
     elapsed: Duration,
     cpu: Duration,
 }
@@ -117,8 +117,8 @@ impl Stopwatch {
         }
     }
 
-    fn stop(&self) -> Consumed {
-        Consumed {
+    fn stop(&self) -> Timed {
+        Timed {
             elapsed: self.wall.elapsed(),
             cpu: process_cpu().saturating_sub(self.cpu),
         }
@@ -137,7 +137,7 @@ fn process_cpu() -> Duration {
     Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
 }
 
-async fn ours_consume(config: &KafkaConfig, topic: &str, n: usize) -> Consumed {
+async fn ours_consume(config: &KafkaConfig, topic: &str, n: usize) -> Timed {
     let subscriber = KafkaSubscriber::new(config.clone()).unwrap();
     let mut stream = subscriber.subscribe(topic, &unique("g")).await.unwrap();
     let first = stream.next().await.unwrap().unwrap();
@@ -154,7 +154,7 @@ async fn ours_consume(config: &KafkaConfig, topic: &str, n: usize) -> Consumed {
     consumed
 }
 
-async fn raw_consume(brokers: &str, topic: &str, n: usize) -> Consumed {
+async fn raw_consume(brokers: &str, topic: &str, n: usize) -> Timed {
     // The same client properties as our consumer (`KafkaConfig::consumer` with `config()`),
     // but for `queued.max.messages.kbytes` (see the module docs).
     let consumer: StreamConsumer = ClientConfig::new()

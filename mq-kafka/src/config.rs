@@ -188,3 +188,22 @@ impl KafkaConfig {
 fn millis(duration: Duration) -> String {
     duration.as_millis().max(1).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefetch_bound_reaches_librdkafka_per_partition() {
+        let mut config = KafkaConfig::new("127.0.0.1:9092");
+        config.prefetch_kbytes_per_partition = 4096;
+        let consumer = config.consumer("g");
+        assert_eq!(consumer.get("queued.max.messages.kbytes"), Some("4096"));
+        let raw = config.with_property("queued.max.messages.kbytes", "8");
+        assert_eq!(
+            raw.consumer("g").get("queued.max.messages.kbytes"),
+            Some("8"),
+            "extra properties win"
+        );
+    }
+}

@@ -373,11 +373,6 @@ impl PartitionState {
         }
         Some((in_flight, unblocked))
     }
-
-    /// Puts a record back at its place (by offset) among the pending ones.
-    fn give_back(&mut self, record: Pending) {
-        insert_pending(&mut self.pending, record);
-    }
 }
 
 /// Adds `record` to `pending`, which stays ascending by offset (fetched records come in order,
@@ -495,12 +490,15 @@ impl Subscription {
         let mut state = self.state();
         if let Some(ps) = state.owned(partition, epoch) {
             if let Some((released, _)) = ps.release(offset) {
-                ps.give_back(Pending {
-                    offset,
-                    record,
-                    key_hash: released.key_hash,
-                    attempts: released.attempts,
-                });
+                insert_pending(
+                    &mut ps.pending,
+                    Pending {
+                        offset,
+                        record,
+                        key_hash: released.key_hash,
+                        attempts: released.attempts,
+                    },
+                );
             }
         }
         drop(state);
