@@ -53,6 +53,16 @@ start_kafka() {
   "$here/kafka.sh" start >&2 && echo "export SERVICES_STARTED_KAFKA=1"
 }
 
+start_s3() {
+  [ -x "$here/s3.sh" ] || return 1
+  # A store that already answers belongs to someone else (or an earlier run): leave it running.
+  if "$here/s3.sh" status >/dev/null 2>&1; then
+    "$here/s3.sh" start >&2 && "$here/s3.sh" env
+    return
+  fi
+  "$here/s3.sh" start >&2 && echo "export SERVICES_STARTED_S3=1" && "$here/s3.sh" env
+}
+
 print_env() {
   echo "export DATABASE_URL='$DATABASE_URL'"
   echo "export AMQP_URL='$AMQP_URL'"
@@ -67,6 +77,7 @@ case "${1:-}" in
     start_rabbit >&2 && echo "export AMQP_URL='$AMQP_URL'"
     kafka_env="$(start_kafka)" && echo "${kafka_env}${kafka_env:+
 }export KAFKA_BROKERS='$KAFKA_BROKERS'"
+    start_s3 || true
     exit 0
     ;;
   stop)
@@ -74,7 +85,10 @@ case "${1:-}" in
     if [ "${SERVICES_STARTED_KAFKA:-}" = 1 ] && [ -x "$here/kafka.sh" ]; then
       env -u KAFKA_BROKERS "$here/kafka.sh" stop >&2 || true
     fi
+    if [ "${SERVICES_STARTED_S3:-}" = 1 ] && [ -x "$here/s3.sh" ]; then
+      "$here/s3.sh" stop >&2 || true
+    fi
     ;;
-  env) print_env ;;
+  env) print_env; "$here/s3.sh" env ;;
   *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
 esac

@@ -10,7 +10,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::api::{self, AppState, HttpLimits};
+use imaging::media::MediaStore;
+
+use crate::api::{self, AppState, HttpLimits, MediaLinks};
 use crate::config::{BrokerKind, Config};
 use crate::consumer::ImageConsumer;
 use crate::prometheus::{self, MetricsEndpoint};
@@ -125,6 +127,24 @@ pub async fn open_store(config: &Config) -> Result<store::Store, StartupError> {
     Ok(store::Store::connect(url, options).await?)
 }
 
+/// Opens the media store `MEDIA_URL` (or `MEDIA_DIR`) names and checks that it answers, so a
+/// bad URL, a missing feature, a missing bucket or refused credentials fail at start.
+pub async fn open_media(config: &Config) -> Result<MediaStore, StartupError> {
+    let setting = if config.media_url.is_some() {
+        "MEDIA_URL"
+    } else {
+        "MEDIA_DIR"
+    };
+    let failed = |reason: String| StartupError::Config { setting, reason };
+    let location = config
+        .media_location()
+        .map_err(|(setting, reason)| StartupError::Config { setting, reason })?;
+    let media = MediaStore::at(&location).map_err(|e| failed(e.to_string()))?;
+    media.check().await.map_err(|e| failed(e.to_string()))?;
+    info!(%media, "media store");
+    Ok(media)
+}
+
 /// Connects the configured broker. The in-memory broker is shared by the publisher and the
 /// subscriber of this process.
 pub async fn connect_broker(
@@ -210,7 +230,7 @@ pub async fn start_with_broker(
     shutdown: CancellationToken,
 ) -> Result<Running, StartupError> {
     let store = open_store(config).await?;
-    std::fs::create_dir_all(&config.media_dir)?;
+    let media = open_media(config).await?;
     let mut tasks = JoinSet::new();
     let mut http_addr = None;
     if roles.api {
@@ -221,18 +241,18 @@ pub async fn start_with_broker(
         let relay = OutboxRelay::new(Arc::new(store.clone()), publisher.clone(), relay_config);
         let state = AppState {
             outbox_wakeup: relay.wakeup(),
-            ..app_state(config, &store, &publisher)?
+            ..app_state(config, &store, &publisher, &media)?
         };
         tasks.spawn(relay.run(shutdown.clone()));
         let app = api::router(state);
         http_addr = Some(serve(app, config.http_addr, "HTTP_ADDR", &mut tasks, &shutdown).await?);
     } else if let (true, Some(addr)) = (roles.worker, config.metrics_addr) {
-        let app = api::operations_router(app_state(config, &store, &publisher)?);
+        let app = api::operations_router(app_state(config, &store, &publisher, &media)?);
         http_addr = Some(serve(app, addr, "METRICS_ADDR", &mut tasks, &shutdown).await?);
     }
 
     if roles.worker {
-        let images = imaging::Imaging::new(imaging_config(config), &config.media_dir)?;
+        let images = imaging::Imaging::new(imaging_config(config), media)?;
         let consumer = ImageConsumer::new(
             Arc::new(store.clone()),
             Arc::new(images),
@@ -274,10 +294,14 @@ fn app_state(
     config: &Config,
     store: &store::Store,
     publisher: &Arc<dyn Publisher>,
+    media: &MediaStore,
 ) -> Result<AppState, StartupError> {
     Ok(AppState {
         publisher: Some(publisher.clone()),
-        media_dir: config.media_dir.clone(),
+        media_links: config
+            .media_public_url
+            .as_ref()
+            .map_or_else(MediaLinks::default, MediaLinks::public),
         limits: HttpLimits {
             body_bytes: config.http_body_limit as usize,
             request_timeout: config.request_timeout(),
@@ -288,7 +312,11 @@ fn app_state(
             prometheus::install()?,
             Arc::new(store.clone()),
         )),
-        ..AppState::new(Arc::new(store.clone()), Arc::new(store.clone()))
+        ..AppState::new(
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+            media.clone(),
+        )
     })
 }
 

@@ -66,9 +66,21 @@ pub struct Config {
     #[arg(long, env = "CONSUMER_GROUP", default_value = "image-workers")]
     pub consumer_group: String,
 
-    /// Directory the compressed images are written to and served from (`GET /media/...`).
-    #[arg(long, env = "MEDIA_DIR", default_value = "media")]
-    pub media_dir: PathBuf,
+    /// Where compressed images are stored and served from (`GET /media/...`): a path,
+    /// `file:///abs/path`, `memory://`, or `s3://bucket/prefix` (feature `s3`; endpoint, region
+    /// and credentials from the `AWS_*` variables), `gs://` (`gcs`), `az://` (`azure`).
+    /// Default: the directory `media`.
+    #[arg(long, env = "MEDIA_URL", conflicts_with = "media_dir")]
+    pub media_url: Option<String>,
+
+    /// Shorthand for a local `MEDIA_URL`: the directory images are stored in (default `media`).
+    #[arg(long, env = "MEDIA_DIR")]
+    pub media_dir: Option<PathBuf>,
+
+    /// Base URL clients fetch stored images from (a CDN or the bucket's public URL); products
+    /// then carry absolute `compressed_product_image_urls`. Unset: links to this API's `/media/`.
+    #[arg(long, env = "MEDIA_PUBLIC_URL", value_parser = parse_public_url)]
+    pub media_public_url: Option<url::Url>,
 
     /// Address the HTTP API listens on (port 0 picks a free port).
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
@@ -125,7 +137,26 @@ pub struct Config {
     pub shutdown_timeout: u64,
 }
 
+fn parse_public_url(raw: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("not an absolute URL ({e})"))?;
+    match url.scheme() {
+        "http" | "https" if url.query().is_none() && url.fragment().is_none() => Ok(url),
+        "http" | "https" => Err("must not have a query or fragment".into()),
+        other => Err(format!("must be http:// or https://, not `{other}`")),
+    }
+}
+
 impl Config {
+    /// Where the media store is: `MEDIA_URL`, else `MEDIA_DIR`, else `./media`. The error
+    /// names the setting.
+    pub fn media_location(&self) -> Result<imaging::media::MediaLocation, (&'static str, String)> {
+        match (&self.media_url, &self.media_dir) {
+            (Some(url), _) => url.parse().map_err(|e| ("MEDIA_URL", format!("{e}"))),
+            (None, Some(dir)) => Ok(imaging::media::MediaLocation::Local(dir.clone())),
+            (None, None) => Ok(imaging::media::MediaLocation::Local(PathBuf::from("media"))),
+        }
+    }
+
     /// The configuration from the environment only (no flags), e.g. for tests and embedding.
     pub fn from_env() -> Result<Self, clap::Error> {
         <Self as clap::Parser>::try_parse_from(["product-pipeline"])
@@ -195,6 +226,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("--api-token"), "{error}");
+    }
+
+    #[test]
+    fn media_settings() {
+        let local = Config::try_parse_from(["x", "--media-dir", "/srv/media"]).unwrap();
+        assert_eq!(
+            local.media_location().unwrap().to_string(),
+            "file:///srv/media"
+        );
+        let s3 = Config::try_parse_from(["x", "--media-url", "s3://shop/media"]).unwrap();
+        assert_eq!(s3.media_location().unwrap().to_string(), "s3://shop/media");
+        let bad = Config::try_parse_from(["x", "--media-url", "ftp://x/y"]).unwrap();
+        let (setting, reason) = bad.media_location().unwrap_err();
+        assert_eq!(setting, "MEDIA_URL");
+        assert!(reason.contains("unknown scheme"), "{reason}");
+        let both = Config::try_parse_from(["x", "--media-url", "memory://", "--media-dir", "m"]);
+        assert!(both.unwrap_err().to_string().contains("--media-dir"));
+        let error = Config::try_parse_from(["x", "--media-public-url", "ftp://cdn/x"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--media-public-url"), "{error}");
     }
 
     #[test]

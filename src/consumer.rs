@@ -1,10 +1,11 @@
 //! The image consumer: the worker-runtime [`Handler`] for `products.created`.
 //!
 //! For each message it loads the product, marks it `processing`, fetches and compresses all its
-//! images concurrently, records paths, status and image errors in one statement, and only then
-//! returns `Ok` (so the worker acks). It is idempotent: a product that already has a final status
-//! is skipped, and file names are deterministic, so a redelivered message overwrites the same
-//! files and never duplicates array entries.
+//! images concurrently, records keys, status and image errors in one statement, deletes what an
+//! earlier attempt stored and this result no longer references, and only then returns `Ok` (so
+//! the worker acks). It is idempotent: a product that already has a final status is skipped, and
+//! keys are deterministic, so a redelivered message overwrites the same objects and never
+//! duplicates array entries.
 //!
 //! Failure handling: an undecodable payload or a missing product is permanent (dead-lettered); a
 //! database outage is transient (retried). An image that fails permanently (404, not an image,
@@ -28,13 +29,18 @@ pub struct ImageFailure {
     pub reason: String,
 }
 
-/// Fetches, compresses and stores one image; returns its path relative to the media directory.
+/// Fetches, compresses and stores one image; keeps a product's stored objects in line with
+/// its recorded result.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait ImageProcessor: Send + Sync {
-    /// Processes image `index` of product `product_id`.
+    /// Processes image `index` of product `product_id`; returns its key in the media store,
+    /// once the object is completely written.
     async fn process(&self, product_id: i64, index: u32, url: &str)
         -> Result<String, ImageFailure>;
+
+    /// Deletes every stored object of `product_id` that `keep` does not name; returns how many.
+    async fn retain(&self, product_id: i64, keep: &[String]) -> Result<usize, ImageFailure>;
 }
 
 #[async_trait]
@@ -47,7 +53,17 @@ impl ImageProcessor for imaging::Imaging {
     ) -> Result<String, ImageFailure> {
         imaging::Imaging::process(self, product_id, index, url)
             .await
-            .map(|stored| stored.relative_path)
+            .map(|stored| stored.key)
+            .map_err(|error| ImageFailure {
+                transient: error.is_transient(),
+                reason: error.to_string(),
+            })
+    }
+
+    async fn retain(&self, product_id: i64, keep: &[String]) -> Result<usize, ImageFailure> {
+        self.media()
+            .retain_product(product_id, keep)
+            .await
             .map_err(|error| ImageFailure {
                 transient: error.is_transient(),
                 reason: error.to_string(),
@@ -138,6 +154,21 @@ impl Handler for ImageConsumer {
             .await
             .map_err(repo_error)?;
         info!(product_id, status = %result.status, "product processed");
+        // Only now that the row names the new keys: what an earlier attempt stored with other
+        // bytes is superseded. A failure here leaves garbage, never a dangling key, so it is
+        // logged and counted rather than retried (a retry would skip the finished product).
+        match self
+            .images
+            .retain(product_id, &result.compressed_product_images)
+            .await
+        {
+            Ok(0) => {}
+            Ok(deleted) => info!(product_id, deleted, "superseded media deleted"),
+            Err(failure) => {
+                metrics::counter!("media_cleanup_failures_total").increment(1);
+                warn!(product_id, reason = %failure.reason, "could not delete superseded media");
+            }
+        }
         Ok(())
     }
 }
@@ -181,6 +212,7 @@ mod tests {
                 }),
                 _ => Ok(format!("products/{id}/{index}-abc.jpg")),
             });
+        images.expect_retain().returning(|_, _| Ok(0));
         images
     }
 
@@ -201,6 +233,60 @@ mod tests {
             .times(1)
             .returning(|_, _| Ok(()));
         let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images(Some((1, false)))), 5);
+        consumer.handle(&created(9), 1).await.unwrap();
+    }
+
+    /// Superseded objects are deleted only after the result is recorded, and with exactly the
+    /// recorded keys kept.
+    #[tokio::test]
+    async fn superseded_media_is_deleted_after_the_result_is_recorded() {
+        let recorded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut repo = MockProductRepo::new();
+        repo.expect_mark_processing()
+            .returning(|_| Ok(Some(product(ProductStatus::Processing, 2))));
+        let flag = recorded.clone();
+        repo.expect_record_result().times(1).returning(move |_, _| {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        });
+        let mut images = MockImageProcessor::new();
+        images
+            .expect_process()
+            .returning(|id, index, _| Ok(format!("products/{id}/{index}-new.jpg")));
+        let flag = recorded.clone();
+        images
+            .expect_retain()
+            .withf(move |id, keep| {
+                flag.load(std::sync::atomic::Ordering::SeqCst)
+                    && *id == 9
+                    && keep == ["products/9/0-new.jpg", "products/9/1-new.jpg"]
+            })
+            .times(1)
+            .returning(|_, _| Ok(1));
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images), 5);
+        consumer.handle(&created(9), 1).await.unwrap();
+    }
+
+    /// A cleanup that fails does not fail the message: the result is recorded.
+    #[tokio::test]
+    async fn a_failed_cleanup_still_acks() {
+        let mut repo = MockProductRepo::new();
+        repo.expect_mark_processing()
+            .returning(|_| Ok(Some(product(ProductStatus::Processing, 1))));
+        repo.expect_record_result()
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let mut images = MockImageProcessor::new();
+        images
+            .expect_process()
+            .returning(|id, index, _| Ok(format!("products/{id}/{index}-new.jpg")));
+        images.expect_retain().returning(|_, _| {
+            Err(ImageFailure {
+                transient: true,
+                reason: "store down".into(),
+            })
+        });
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images), 5);
         consumer.handle(&created(9), 1).await.unwrap();
     }
 

@@ -153,15 +153,9 @@ pub enum ImagingError {
         detail: String,
     },
 
-    /// Writing to the media directory failed.
-    #[error("could not store the image under {path}: {source}")]
-    Storage {
-        /// The file or directory concerned.
-        path: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// Writing to the media store failed.
+    #[error(transparent)]
+    Storage(#[from] crate::media::MediaError),
 
     /// A background job was cancelled or panicked.
     #[error("image processing was interrupted: {detail}; try again")]
@@ -184,13 +178,13 @@ fn status_hint(status: u16) -> &'static str {
 
 impl ImagingError {
     /// True when retrying later may succeed: timeouts, 5xx/408/429 answers, DNS or connection
-    /// failures, storage I/O errors, interrupted jobs. Everything else is permanent.
+    /// failures, media-store outages, interrupted jobs. Everything else is permanent.
     pub fn is_transient(&self) -> bool {
         match self {
             ImagingError::Timeout { .. }
             | ImagingError::Dns { .. }
-            | ImagingError::Storage { .. }
             | ImagingError::Interrupted { .. } => true,
+            ImagingError::Storage(error) => error.is_transient(),
             ImagingError::Network { transient, .. } => *transient,
             ImagingError::Http { status } => matches!(status, 408 | 429 | 500..=599),
             ImagingError::Config { .. }
@@ -226,7 +220,7 @@ impl ImagingError {
             ImagingError::DimensionsTooLarge { .. } => "dimensions_too_large",
             ImagingError::Decode { .. } => "decode",
             ImagingError::Encode { .. } => "encode",
-            ImagingError::Storage { .. } => "storage",
+            ImagingError::Storage(_) => "storage",
             ImagingError::Interrupted { .. } => "interrupted",
         }
     }

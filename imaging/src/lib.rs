@@ -1,4 +1,4 @@
-//! Product images: SSRF-safe fetch, fast compression and atomic storage.
+//! Product images: SSRF-safe fetch, fast compression, and the media store they are kept in.
 //!
 //! The service layer calls [`Imaging::process`]; the lower-level pieces are public modules so
 //! benches and tools can use them alone:
@@ -7,14 +7,16 @@
 //!   limits ([`address`] decides which IPs are public);
 //! - [`format`](mod@format), [`decode`], [`jpeg`], [`pixels`], [`resize`], [`encode`], [`compress`](mod@compress): sniff,
 //!   decode with limits (JPEG DCT-scaled by libjpeg-turbo), SIMD resize, orient, encode;
-//! - [`save`]: atomic writes under the media directory with deterministic names.
+//! - [`media`]: the media store over object_store (local directory, memory, S3, GCS, Azure),
+//!   with deterministic content-hashed keys.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), imaging::ImagingError> {
-//! use imaging::{Imaging, ImagingConfig};
-//! let imaging = Imaging::new(ImagingConfig::default(), "./media")?;
+//! use imaging::{media::MediaStore, Imaging, ImagingConfig};
+//! let media = MediaStore::from_url("./media")?;
+//! let imaging = Imaging::new(ImagingConfig::default(), media)?;
 //! let stored = imaging.process(42, 0, "https://example.com/photo.jpg").await?;
-//! println!("{} {}x{}", stored.relative_path, stored.width, stored.height);
+//! println!("{} {}x{}", stored.key, stored.width, stored.height);
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
@@ -28,12 +30,14 @@ mod error;
 pub mod fetch;
 pub mod format;
 pub mod jpeg;
+pub mod media;
 pub mod pixels;
 pub mod resize;
-pub mod save;
 mod service;
 
 pub use compress::{compress, CompressOptions, Compressed};
 pub use config::{ImagingConfig, OutputFormat, ResizeFilter};
 pub use error::ImagingError;
+/// The object_store crate the [`media`] store is built on (for [`media::MediaStore::from_object_store`]).
+pub use object_store;
 pub use service::{Imaging, StoredImage};

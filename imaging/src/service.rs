@@ -1,6 +1,5 @@
-//! [`Imaging`]: the one-call service (fetch → compress → save) the worker uses.
+//! [`Imaging`]: the one-call service (fetch → compress → store) the worker uses.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,14 +9,13 @@ use crate::compress::{compress, CompressOptions, Compressed};
 use crate::config::ImagingConfig;
 use crate::error::ImagingError;
 use crate::fetch::Fetcher;
-use crate::save::MediaStore;
+use crate::media::{image_key, MediaStore};
 
 /// A stored, compressed image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredImage {
-    /// Path relative to the media directory, `/`-separated,
-    /// e.g. `products/42/0-1f2e3d4c5b6a7988.jpg`.
-    pub relative_path: String,
+    /// Its key in the media store, e.g. `products/42/0-1f2e3d4c5b6a7988.jpg`.
+    pub key: String,
     /// Output width.
     pub width: u32,
     /// Output height.
@@ -50,7 +48,7 @@ pub struct Imaging {
 impl std::fmt::Debug for Imaging {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Imaging")
-            .field("media_dir", &self.inner.store.root())
+            .field("media", &self.inner.store)
             .field("options", &self.inner.options)
             .field("jobs", &self.inner.cpu.available_permits())
             .finish()
@@ -58,25 +56,22 @@ impl std::fmt::Debug for Imaging {
 }
 
 impl Imaging {
-    /// Validates `config` and builds the HTTP client. `media_dir` is created on first save.
-    pub fn new(
-        config: ImagingConfig,
-        media_dir: impl Into<PathBuf>,
-    ) -> Result<Imaging, ImagingError> {
+    /// Validates `config` and builds the HTTP client; images are stored in `media`.
+    pub fn new(config: ImagingConfig, media: MediaStore) -> Result<Imaging, ImagingError> {
         config.validate()?;
         Ok(Imaging {
             inner: Arc::new(Inner {
                 fetcher: Fetcher::new(&config)?,
                 options: CompressOptions::from(&config),
-                store: MediaStore::new(media_dir),
+                store: media,
                 cpu: Arc::new(Semaphore::new(config.jobs())),
             }),
         })
     }
 
-    /// The media directory.
-    pub fn media_dir(&self) -> &Path {
-        self.inner.store.root()
+    /// The media store images are written to.
+    pub fn media(&self) -> &MediaStore {
+        &self.inner.store
     }
 
     /// The fetcher (for callers that only download).
@@ -85,11 +80,12 @@ impl Imaging {
     }
 
     /// Fetches `url`, compresses it and stores it as image `index` of product `product_id`.
-    /// Returns the path relative to the media directory. Nothing is written on failure.
+    /// Returns its key in the media store. Nothing is written on failure, and what is written
+    /// is complete before this returns.
     ///
     /// Recorded through the [`metrics`] facade (a no-op until the application installs a
-    /// recorder): `image_fetch_duration_seconds` and `image_compress_duration_seconds`
-    /// (histograms; compress includes the save), `image_bytes_in_total` and
+    /// recorder): `image_fetch_duration_seconds`, `image_compress_duration_seconds` and
+    /// `media_put_duration_seconds` (histograms), `image_bytes_in_total` and
     /// `image_bytes_out_total`, and `image_failures_total` labelled by `reason`
     /// ([`ImagingError::kind`]).
     pub async fn process(
@@ -116,35 +112,33 @@ impl Imaging {
         metrics::histogram!("image_fetch_duration_seconds").record(started.elapsed());
         let bytes_in = fetched.bytes.len() as u64;
         metrics::counter!("image_bytes_in_total").increment(bytes_in);
-        let inner = self.inner.clone();
-        let (compressed, relative_path) = self
+        let options = self.inner.options;
+        let mut compressed = self
             .run_cpu(move || {
                 // Timed on the blocking thread, so waiting for a CPU permit is not counted.
                 let started = Instant::now();
-                let compressed = compress(&fetched.bytes, &inner.options)?;
-                drop(fetched);
-                let path =
-                    inner
-                        .store
-                        .save(product_id, index, &compressed.data, compressed.format)?;
+                let compressed = compress(&fetched.bytes, &options)?;
                 metrics::histogram!("image_compress_duration_seconds").record(started.elapsed());
-                Ok((compressed, path))
+                Ok(compressed)
             })
             .await?;
+        let key = image_key(product_id, index, &compressed.data, compressed.format);
         let bytes_out = compressed.data.len() as u64;
+        let data = bytes::Bytes::from(std::mem::take(&mut compressed.data));
+        self.inner.store.put(&key, data).await?;
         metrics::counter!("image_bytes_out_total").increment(bytes_out);
         tracing::debug!(
             product_id,
             index,
             url,
-            path = %relative_path,
+            %key,
             bytes_in,
             bytes_out,
             kept_source = compressed.kept_source,
             "image stored"
         );
         Ok(StoredImage {
-            relative_path,
+            key,
             width: compressed.width,
             height: compressed.height,
             bytes_in,

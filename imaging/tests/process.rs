@@ -5,11 +5,11 @@
 mod common;
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
 use image::{DynamicImage, GenericImageView, RgbImage, RgbaImage};
+use imaging::media::MediaStore;
 use imaging::{Imaging, ImagingConfig, ImagingError, StoredImage};
 
 struct Env {
@@ -26,7 +26,7 @@ impl Env {
     }
 
     fn imaging(&self, config: ImagingConfig) -> Imaging {
-        Imaging::new(config, self.media.path()).unwrap()
+        Imaging::new(config, MediaStore::local(self.media.path()).unwrap()).unwrap()
     }
 
     async fn run(&self, config: ImagingConfig, url: &str) -> Result<StoredImage, ImagingError> {
@@ -38,7 +38,7 @@ impl Env {
     }
 
     fn read(&self, stored: &StoredImage) -> Vec<u8> {
-        std::fs::read(self.media.path().join(&stored.relative_path)).unwrap()
+        std::fs::read(self.media.path().join(&stored.key)).unwrap()
     }
 
     /// Asserts failure, its class, and that the media directory holds no file at all.
@@ -93,7 +93,7 @@ async fn large_jpeg_is_resized_and_stored() {
         .unwrap();
     assert_eq!((stored.width, stored.height), (1024, 768));
     assert_eq!(stored.bytes_in, src.len() as u64);
-    let name = stored.relative_path.strip_prefix("products/7/0-").unwrap();
+    let name = stored.key.strip_prefix("products/7/0-").unwrap();
     assert_eq!(name.len(), 16 + 4, "{name}");
     assert!(name.ends_with(".jpg"));
     assert!(name[..16].chars().all(|c| c.is_ascii_hexdigit()));
@@ -101,7 +101,7 @@ async fn large_jpeg_is_resized_and_stored() {
     assert_eq!(out.len() as u64, stored.bytes_out);
     assert!(stored.bytes_out < stored.bytes_in);
     assert_eq!(decode(&out).dimensions(), (1024, 768));
-    assert_eq!(env.files(), vec![stored.relative_path.clone()]);
+    assert_eq!(env.files(), vec![stored.key.clone()]);
 
     // Same input again: same deterministic path, still one file.
     let again = env
@@ -786,7 +786,7 @@ async fn invalid_config_names_the_setting() {
             jpeg_quality: 0,
             ..ImagingConfig::default()
         },
-        Path::new("/nonexistent"),
+        MediaStore::in_memory(),
     )
     .unwrap_err();
     assert!(err.to_string().contains("jpeg_quality"), "{err}");

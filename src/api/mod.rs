@@ -14,6 +14,7 @@ mod error;
 mod health;
 mod http_metrics;
 pub mod idempotency;
+mod media;
 mod openapi;
 mod products;
 mod schema;
@@ -21,12 +22,10 @@ mod trace;
 mod users;
 pub mod validate;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::handler::HandlerWithoutStateExt;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -35,17 +34,18 @@ use mq_core::domain::{Created, ProductRepo, UserRepo};
 use mq_core::Publisher;
 use serde::Serialize;
 use tokio::sync::Notify;
-use tower_http::services::ServeDir;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use auth::ApiToken;
 pub use body::JsonObject;
 pub use error::{ApiError, FieldError};
+pub use media::MediaLinks;
 pub use openapi::openapi;
 pub use trace::traceparent;
 
 use crate::prometheus::MetricsEndpoint;
+use imaging::media::MediaStore;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -59,7 +59,9 @@ pub struct AppState {
     /// Woken after every committed product so the outbox relay publishes at once.
     pub outbox_wakeup: Arc<Notify>,
     /// Where compressed images live (`GET /media/...`).
-    pub media_dir: PathBuf,
+    pub media: MediaStore,
+    /// Where clients fetch them from (`compressed_product_image_urls`).
+    pub media_links: MediaLinks,
     /// Limits of the HTTP layer.
     pub limits: HttpLimits,
     /// When set, requests that may change something need `Authorization: Bearer <token>`.
@@ -71,16 +73,21 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// A state with the defaults for everything but the repositories: no publisher to check, a
-    /// wake-up nobody listens to, `./media`, default limits, no token, keys kept for a day and
-    /// no metrics.
-    pub fn new(users: Arc<dyn UserRepo>, products: Arc<dyn ProductRepo>) -> Self {
+    /// A state with the defaults for everything but the repositories and the media store: no
+    /// publisher to check, a wake-up nobody listens to, links to this API's `/media/`, default
+    /// limits, no token, keys kept for a day and no metrics.
+    pub fn new(
+        users: Arc<dyn UserRepo>,
+        products: Arc<dyn ProductRepo>,
+        media: MediaStore,
+    ) -> Self {
         Self {
             users,
             products,
             publisher: None,
             outbox_wakeup: Arc::new(Notify::new()),
-            media_dir: PathBuf::from("media"),
+            media,
+            media_links: MediaLinks::default(),
             limits: HttpLimits::default(),
             api_token: None,
             idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
@@ -115,14 +122,13 @@ impl Default for HttpLimits {
 /// timeout, request tracing, HTTP metrics and, when a token is set, bearer authentication of
 /// writes.
 pub fn router(state: AppState) -> Router {
-    let media = ServeDir::new(&state.media_dir).not_found_service(media_not_found.into_service());
     let routes = operations_routes()
         .route("/users", post(users::create))
         .route("/users/{id}", get(users::get))
         .route("/products", post(products::create).get(products::list))
         .route("/products/{id}", get(products::get))
         .route("/openapi.json", get(openapi::serve))
-        .nest_service("/media", media);
+        .route("/media/{*key}", get(media::serve));
     with_layers(routes, state)
 }
 
@@ -164,10 +170,6 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         // Outermost, so that 401, 408 and 413 answers are counted too.
         .layer(middleware::from_fn(http_metrics::record))
         .with_state(state)
-}
-
-async fn media_not_found() -> ApiError {
-    ApiError::not_found("image")
 }
 
 /// `201 Created` with `Location` and the row; a replayed idempotent request also gets

@@ -85,22 +85,32 @@ impl Modify for BearerToken {
     }
 }
 
-/// `GET /media/{path}`: served by a file service rather than a handler, so described here.
+/// `GET /media/{key}`: its key spans several path segments, which OpenAPI cannot say in a
+/// handler annotation, so it is described here.
 struct MediaFiles;
 
 impl Modify for MediaFiles {
     fn modify(&self, document: &mut Document) {
         let path = ParameterBuilder::new()
-            .name("path")
+            .name("key")
             .parameter_in(ParameterIn::Path)
             .required(Required::True)
             .description(Some(
-                "A path from a product's `compressed_product_images`, e.g. `products/1/0-3f2a9c.jpg`",
+                "A key from a product's `compressed_product_images`, e.g. `products/1/0-3f2a9c0d1e2f3a4b.jpg` (slashes unencoded)",
             ))
             .schema(Some(ObjectBuilder::new().schema_type(Type::String)));
         let error = || {
             ContentBuilder::new()
                 .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build()
+        };
+        let image = || {
+            ContentBuilder::new()
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .content_media_type("image/*"),
+                ))
                 .build()
         };
         let operation = OperationBuilder::new()
@@ -113,28 +123,41 @@ impl Modify for MediaFiles {
                     .description(
                         "The image (JPEG, PNG or WebP); supports `Range` and conditional requests",
                     )
-                    .content(
-                        "image/*",
-                        ContentBuilder::new()
-                            .schema(Some(
-                                ObjectBuilder::new()
-                                    .schema_type(Type::String)
-                                    .content_media_type("image/*"),
-                            ))
-                            .build(),
-                    ),
+                    .content("image/*", image()),
+            )
+            .response(
+                "206",
+                ResponseBuilder::new()
+                    .description(
+                        "The requested byte range (`Range: bytes=...`), with `Content-Range`",
+                    )
+                    .content("image/*", image()),
+            )
+            .response(
+                "304",
+                ResponseBuilder::new().description("`If-None-Match` names this image's `ETag`"),
             )
             .response(
                 "404",
                 ResponseBuilder::new()
-                    .description("No such image")
+                    .description("No such image, or not a key the pipeline writes")
+                    .content("application/json", error()),
+            )
+            .response(
+                "416",
+                ResponseBuilder::new().description(
+                    "The range starts past the end of the image (`Content-Range: bytes */size`)",
+                ),
+            )
+            .response(
+                "503",
+                ResponseBuilder::new()
+                    .description("The media store is unavailable; retry later")
                     .content("application/json", error()),
             );
-        document.paths.add_path_operation(
-            "/media/{path}",
-            vec![HttpMethod::Get],
-            operation.build(),
-        );
+        document
+            .paths
+            .add_path_operation("/media/{key}", vec![HttpMethod::Get], operation.build());
     }
 }
 
@@ -166,15 +189,17 @@ mod tests {
                 .await
                 .unwrap(),
         );
-        let state = AppState {
-            media_dir: dir.path().to_owned(),
-            ..AppState::new(store.clone(), store)
-        };
+        let state = AppState::new(
+            store.clone(),
+            store,
+            imaging::media::MediaStore::in_memory(),
+        );
         (router(state), dir)
     }
 
     /// Every path template the router knows, read from its `Debug` output (axum has no other way
-    /// to list routes), in OpenAPI spelling: a nested service's tail becomes `{path}`.
+    /// to list routes), in OpenAPI spelling: a nested service's tail becomes `{path}`, a
+    /// wildcard `{*key}` becomes `{key}`.
     fn routed_paths(app: &axum::Router) -> BTreeSet<String> {
         let debug = format!("{app:?}");
         let mut paths = BTreeSet::new();
@@ -193,7 +218,7 @@ mod tests {
             }
             let path = match quoted.split_once("/{*__private__axum_nest_tail_param}") {
                 Some((prefix, _)) => format!("{prefix}/{{path}}"),
-                None => quoted.to_owned(),
+                None => quoted.replace("{*", "{"),
             };
             paths.insert(path);
         }
@@ -224,13 +249,15 @@ mod tests {
         let document = openapi();
         let routed = routed_paths(&app);
         assert!(
-            routed.contains("/products/{id}") && routed.contains("/media/{path}"),
+            routed.contains("/products/{id}") && routed.contains("/media/{key}"),
             "reading routes from axum's Debug output broke: {routed:?}"
         );
         let documented_paths: BTreeSet<String> = document.paths.paths.keys().cloned().collect();
         assert_eq!(routed, documented_paths, "routed vs documented paths");
         for path in &routed {
-            let concrete = path.replace("{id}", "1").replace("{path}", "x.jpg");
+            let concrete = path
+                .replace("{id}", "1")
+                .replace("{key}", "products/1/0-x.jpg");
             for method in METHODS {
                 let request = Request::builder()
                     .method(method.clone())
@@ -263,6 +290,7 @@ mod tests {
         assert_eq!(served, serde_json::to_value(openapi()).unwrap());
         for schema in [
             "Product",
+            "ProductView",
             "User",
             "ProductStatus",
             "ImageError",

@@ -6,12 +6,40 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use mq_core::domain::Created;
+use mq_core::domain::{Created, Page, Product};
 use mq_core::headers;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{
     created, idempotency, parse_id, traceparent, validate, ApiError, AppState, JsonObject,
+    MediaLinks,
 };
+
+/// A product as the API shows it: the stored row plus where to fetch its compressed images.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductView {
+    #[serde(flatten)]
+    product: Product,
+    /// URLs of `compressed_product_images`, entry for entry: under `MEDIA_PUBLIC_URL` when the
+    /// server sets it, else this API's `/media/` (a path on this host).
+    #[schema(example = json!(["https://cdn.example.com/media/products/1/0-3f2a9c0d1e2f3a4b.jpg"]))]
+    compressed_product_image_urls: Vec<String>,
+}
+
+impl ProductView {
+    fn new(product: Product, links: &MediaLinks) -> Self {
+        let compressed_product_image_urls = product
+            .compressed_product_images
+            .iter()
+            .map(|key| links.url(key))
+            .collect();
+        Self {
+            product,
+            compressed_product_image_urls,
+        }
+    }
+}
 
 /// Stores a product; its images are processed asynchronously (watch `status`).
 #[utoipa::path(
@@ -24,7 +52,7 @@ use super::{
         ("traceparent" = Option<String>, Header, description = "W3C trace context, carried to the image worker"),
     ),
     responses(
-        (status = 201, description = "Stored with status `pending`", body = mq_core::domain::Product,
+        (status = 201, description = "Stored with status `pending`", body = ProductView,
             headers(("Location" = String, description = "`/products/{id}`"),
                     ("Idempotent-Replayed" = Option<bool>, description = "`true` when an earlier request with the same key created the product"))),
         super::schema::CreateErrors,
@@ -64,8 +92,9 @@ pub(super) async fn create(
         // The outbox row is committed: let the relay publish it now rather than at its next poll.
         state.outbox_wakeup.notify_one();
     }
-    Ok(created(outcome, |product| {
-        format!("/products/{}", product.product_id)
+    let outcome = outcome.map(|product| ProductView::new(product, &state.media_links));
+    Ok(created(outcome, |view| {
+        format!("/products/{}", view.product.product_id)
     }))
 }
 
@@ -76,7 +105,7 @@ pub(super) async fn create(
     tag = "products",
     params(("id" = i64, Path, description = "Product id", minimum = 1)),
     responses(
-        (status = 200, description = "The product", body = mq_core::domain::Product),
+        (status = 200, description = "The product", body = ProductView),
         (status = 400, description = "The id is not a positive integer", body = super::schema::ErrorBody),
         (status = 404, description = "No such product", body = super::schema::ErrorBody),
         (status = 503, description = "Database unavailable; retry later", body = super::schema::ErrorBody),
@@ -88,7 +117,7 @@ pub(super) async fn get(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id, "product")?;
     match state.products.get_product(id).await? {
-        Some(product) => Ok(Json(product)),
+        Some(product) => Ok(Json(ProductView::new(product, &state.media_links))),
         None => Err(ApiError::not_found(format!("product {id}"))),
     }
 }
@@ -100,7 +129,7 @@ pub(super) async fn get(
     tag = "products",
     params(super::schema::ListProductsQuery),
     responses(
-        (status = 200, description = "One page", body = mq_core::domain::Page<mq_core::domain::Product>),
+        (status = 200, description = "One page", body = mq_core::domain::Page<ProductView>),
         (status = 422, description = "Invalid query parameters (all listed)", body = super::schema::ErrorBody),
         (status = 503, description = "Database unavailable; retry later", body = super::schema::ErrorBody),
     ),
@@ -110,5 +139,13 @@ pub(super) async fn list(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let filter = validate::product_filter(&query)?;
-    Ok(Json(state.products.list_products(&filter).await?))
+    let page = state.products.list_products(&filter).await?;
+    Ok(Json(Page {
+        items: page
+            .items
+            .into_iter()
+            .map(|product| ProductView::new(product, &state.media_links))
+            .collect(),
+        next: page.next,
+    }))
 }

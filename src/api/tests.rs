@@ -16,8 +16,11 @@ use super::*;
 fn state(products: MockProductRepo, publisher: MockPublisher) -> AppState {
     AppState {
         publisher: Some(Arc::new(publisher)),
-        media_dir: std::env::temp_dir(),
-        ..AppState::new(Arc::new(MockUserRepo::new()), Arc::new(products))
+        ..AppState::new(
+            Arc::new(MockUserRepo::new()),
+            Arc::new(products),
+            imaging::media::MediaStore::in_memory(),
+        )
     }
 }
 

@@ -15,8 +15,8 @@ use crate::support::*;
 
 const PROCESSING: Duration = Duration::from_secs(90);
 
-/// Checks a finished product's files: JPEGs on disk at the recorded paths, ≤ 1024 px, served
-/// under /media, one per image, no duplicates.
+/// Checks a finished product's images: JPEGs in the media store at the recorded keys, ≤ 1024 px,
+/// served under /media with the caching headers, one object per image, no duplicates.
 async fn assert_images_stored(stack: &Stack, app: &App, product: &Value, expected: usize) {
     let id = product["product_id"].as_i64().unwrap();
     let paths: Vec<&str> = product["compressed_product_images"]
@@ -36,8 +36,7 @@ async fn assert_images_stored(stack: &Stack, app: &App, product: &Value, expecte
             path.starts_with(&format!("products/{id}/{index}-")),
             "path {path} belongs to image {index}"
         );
-        let bytes = std::fs::read(stack.config.media_dir.join(path))
-            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let bytes = stack.read_media(path).await;
         assert_eq!(&bytes[..3], &[0xFF, 0xD8, 0xFF], "{path} is a JPEG");
         let image = image::load_from_memory(&bytes).expect("a decodable image");
         assert!(
@@ -52,14 +51,21 @@ async fn assert_images_stored(stack: &Stack, app: &App, product: &Value, expecte
             .await
             .unwrap();
         assert_eq!(served.status().as_u16(), 200);
-        assert_eq!(served.bytes().await.unwrap().len(), bytes.len());
+        let headers = served.headers();
+        assert_eq!(headers["content-type"], "image/jpeg");
+        assert_eq!(
+            headers["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+        assert!(headers.contains_key("etag"), "{headers:?}");
+        assert_eq!(served.bytes().await.unwrap(), bytes);
     }
-    let on_disk = std::fs::read_dir(stack.config.media_dir.join(format!("products/{id}")))
-        .unwrap()
-        .count();
+    let mut recorded: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+    recorded.sort();
     assert_eq!(
-        on_disk, expected,
-        "exactly one file per image for product {id}"
+        stack.media_keys(id).await,
+        recorded,
+        "exactly the recorded objects for product {id}"
     );
 }
 
@@ -78,13 +84,9 @@ pub async fn images_end_done(stack: &Stack) {
     assert_eq!(product["status"], "done", "{product}");
     assert_eq!(product["image_errors"], json!([]));
     assert_images_stored(stack, &app, &product, 1).await;
-    let bytes = std::fs::read(
-        stack
-            .config
-            .media_dir
-            .join(product["compressed_product_images"][0].as_str().unwrap()),
-    )
-    .unwrap();
+    let bytes = stack
+        .read_media(product["compressed_product_images"][0].as_str().unwrap())
+        .await;
     let image = image::load_from_memory(&bytes).unwrap();
     assert_eq!(
         (image.width(), image.height()),

@@ -10,6 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use imaging::media::MediaStore;
 use mq_core::{Error, Message, Publisher, Subscriber};
 use product_pipeline::app::{self, Roles, Running};
 use product_pipeline::{BrokerKind, Config};
@@ -105,6 +106,8 @@ pub fn services_required() -> bool {
 /// One backend combination: its configuration and how to reach its broker.
 pub struct Stack {
     pub config: Config,
+    /// The stack's media store, opened the way the processes open it.
+    pub media: MediaStore,
     memory: Option<mq_core::MemoryBroker>,
     _dirs: Vec<tempfile::TempDir>,
     cleanup: Option<Box<dyn FnOnce() + Send>>,
@@ -121,7 +124,7 @@ impl Drop for Stack {
 fn base_config() -> (Config, tempfile::TempDir) {
     let media = tempfile::tempdir().unwrap();
     let mut config = <Config as clap::Parser>::try_parse_from(["e2e"]).unwrap();
-    config.media_dir = media.path().to_owned();
+    config.media_dir = Some(media.path().to_owned());
     config.http_addr = "127.0.0.1:0".parse().unwrap();
     config.allow_private_image_hosts = true;
     config.worker_concurrency = 4;
@@ -141,6 +144,7 @@ impl Stack {
         config.database_url = format!("sqlite://{}/e2e.db", data.path().display());
         config.broker = BrokerKind::Memory;
         Some(Stack {
+            media: app::open_media(&config).await.unwrap(),
             config,
             memory: Some(mq_core::MemoryBroker::new()),
             _dirs: vec![media, data],
@@ -200,11 +204,28 @@ impl Stack {
         };
         drop(admin);
         Some(Stack {
+            media: app::open_media(&config).await.unwrap(),
             config,
             memory: None,
             _dirs: vec![media],
             cleanup: Some(Box::new(cleanup)),
         })
+    }
+
+    /// The bytes stored under `key`.
+    pub async fn read_media(&self, key: &str) -> bytes::Bytes {
+        let path = imaging::object_store::path::Path::parse(key).unwrap();
+        let object = self
+            .media
+            .get(&path, Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        object.bytes().await.unwrap()
+    }
+
+    /// Every stored key of product `id`, sorted.
+    pub async fn media_keys(&self, id: i64) -> Vec<String> {
+        self.media.list_product(id).await.unwrap()
     }
 
     /// A publisher and subscriber for this stack (memory: handles of the one shared broker).

@@ -41,4 +41,12 @@ impl<T> Created<T> {
     pub fn is_replay(&self) -> bool {
         matches!(self, Created::Replayed(_))
     }
+
+    /// The same outcome with the row turned into something else (e.g. its JSON view).
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Created<U> {
+        match self {
+            Created::New(row) => Created::New(f(row)),
+            Created::Replayed(row) => Created::Replayed(f(row)),
+        }
+    }
 }

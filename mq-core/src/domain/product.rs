@@ -108,8 +108,8 @@ pub struct Product {
     /// Exact decimal price, at most 2 decimals; a JSON number on the wire.
     #[serde(with = "rust_decimal::serde::float")]
     pub product_price: Decimal,
-    /// Paths of the compressed images, relative to the media directory. When `status` is `done`,
-    /// entry `i` belongs to `product_images[i]`.
+    /// Keys of the compressed images in the media store (`products/<id>/<index>-<hash>.jpg`).
+    /// When `status` is `done`, entry `i` belongs to `product_images[i]`.
     pub compressed_product_images: Vec<String>,
     /// Processing status.
     pub status: ProductStatus,
