@@ -229,8 +229,21 @@ pub async fn start_with_broker(
     subscriber: Arc<dyn Subscriber>,
     shutdown: CancellationToken,
 ) -> Result<Running, StartupError> {
-    let store = open_store(config).await?;
     let media = open_media(config).await?;
+    start_with_parts(config, roles, publisher, subscriber, media, shutdown).await
+}
+
+/// Like [`start_with_broker`], on a media store the caller opened too (say, with its own
+/// credentials provider, see [`MediaStore::from_object_store`]); `MEDIA_URL` is not read.
+pub async fn start_with_parts(
+    config: &Config,
+    roles: Roles,
+    publisher: Arc<dyn Publisher>,
+    subscriber: Arc<dyn Subscriber>,
+    media: MediaStore,
+    shutdown: CancellationToken,
+) -> Result<Running, StartupError> {
+    let store = open_store(config).await?;
     let mut tasks = JoinSet::new();
     let mut http_addr = None;
     if roles.api {

@@ -11,6 +11,9 @@
 //! database outage is transient (retried). An image that fails permanently (404, not an image,
 //! too large) is recorded in `image_errors`; one that fails transiently (timeout, 5xx) makes the
 //! whole message retry, until the last attempt, where it is recorded like a permanent failure.
+//! A media-store failure is never the image's fault and never recorded: the message retries,
+//! and after its last attempt it is dead-lettered with the store's reason, the product left
+//! unfinished for a redrive once the store is fixed.
 
 use std::sync::Arc;
 
@@ -25,6 +28,8 @@ use tracing::{info, warn};
 pub struct ImageFailure {
     /// Whether a later attempt may succeed.
     pub transient: bool,
+    /// The media store failed, not the image: the product is not finished with an error.
+    pub media_store: bool,
     /// What went wrong, for humans (recorded in `image_errors`).
     pub reason: String,
 }
@@ -56,6 +61,7 @@ impl ImageProcessor for imaging::Imaging {
             .map(|stored| stored.key)
             .map_err(|error| ImageFailure {
                 transient: error.is_transient(),
+                media_store: matches!(error, imaging::ImagingError::Storage(_)),
                 reason: error.to_string(),
             })
     }
@@ -66,6 +72,7 @@ impl ImageProcessor for imaging::Imaging {
             .await
             .map_err(|error| ImageFailure {
                 transient: error.is_transient(),
+                media_store: true,
                 reason: error.to_string(),
             })
     }
@@ -134,6 +141,13 @@ impl Handler for ImageConsumer {
         for (index, (url, outcome)) in product.product_images.iter().zip(outcomes).enumerate() {
             match outcome {
                 Ok(path) => compressed.push(path),
+                Err(failure) if failure.media_store => {
+                    warn!(product_id, index, reason = %failure.reason, "media store failure; retrying the product");
+                    return Err(Error::transient(format!(
+                        "image {index}: {}",
+                        failure.reason
+                    )));
+                }
                 Err(failure) if failure.transient && !last_attempt => {
                     warn!(product_id, index, reason = %failure.reason, "transient image failure; retrying the product");
                     return Err(Error::transient(format!(
@@ -208,6 +222,7 @@ mod tests {
             .returning(move |id, index, _| match fail_index {
                 Some((bad, transient)) if bad == index => Err(ImageFailure {
                     transient,
+                    media_store: false,
                     reason: "HTTP 404".into(),
                 }),
                 _ => Ok(format!("products/{id}/{index}-abc.jpg")),
@@ -267,6 +282,33 @@ mod tests {
         consumer.handle(&created(9), 1).await.unwrap();
     }
 
+    /// A media store that refuses a write is never recorded as the image's failure, not even on
+    /// the last attempt: the message fails (and is dead-lettered after its attempts).
+    #[tokio::test]
+    async fn a_media_store_failure_is_never_recorded() {
+        let mut repo = MockProductRepo::new();
+        repo.expect_mark_processing()
+            .returning(|_| Ok(Some(product(ProductStatus::Processing, 2))));
+        repo.expect_record_result().never();
+        let mut images = MockImageProcessor::new();
+        images
+            .expect_process()
+            .returning(|_, index, _| match index {
+                0 => Ok("products/9/0-abc.jpg".into()),
+                _ => Err(ImageFailure {
+                    transient: false,
+                    media_store: true,
+                    reason: "access denied; check MEDIA_URL".into(),
+                }),
+            });
+        images.expect_retain().never();
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images), 3);
+        for attempt in 1..=3 {
+            let error = consumer.handle(&created(9), attempt).await.unwrap_err();
+            assert!(error.to_string().contains("access denied"), "{error}");
+        }
+    }
+
     /// A cleanup that fails does not fail the message: the result is recorded.
     #[tokio::test]
     async fn a_failed_cleanup_still_acks() {
@@ -283,6 +325,7 @@ mod tests {
         images.expect_retain().returning(|_, _| {
             Err(ImageFailure {
                 transient: true,
+                media_store: true,
                 reason: "store down".into(),
             })
         });

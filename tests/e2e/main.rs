@@ -1,6 +1,10 @@
 //! End-to-end tests: the API, the outbox relay and the image worker over real databases and
 //! brokers, with images served by a local HTTP server. Every combination runs every scenario.
 
+#[cfg(all(feature = "s3", feature = "rabbit", feature = "postgres"))]
+mod media_on_s3;
+#[cfg(all(feature = "s3", feature = "rabbit", feature = "postgres"))]
+mod proxy;
 mod scenarios;
 mod support;
 
@@ -43,4 +47,17 @@ mod kafka_postgres {
         BrokerKind::Kafka,
         "KAFKA_BROKERS"
     ));
+}
+
+#[cfg(all(feature = "s3", feature = "rabbit", feature = "postgres"))]
+mod s3_rabbit_postgres {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn separate_processes_share_the_bucket() {
+        crate::media_on_s3::separate_processes_share_the_bucket().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn an_s3_outage_loses_nothing() {
+        crate::media_on_s3::an_s3_outage_loses_nothing().await;
+    }
 }

@@ -212,6 +212,28 @@ impl Stack {
         })
     }
 
+    /// Like [`Stack::networked_postgres`], with media in a fresh prefix of the test bucket
+    /// (`MEDIA_TEST_S3_URL`, started by scripts/s3.sh); `None` (skip) when it is not set and
+    /// services are not required.
+    #[allow(dead_code)]
+    pub async fn s3_postgres(broker: BrokerKind, broker_env: &str) -> Option<Stack> {
+        let Ok(bucket) = std::env::var("MEDIA_TEST_S3_URL") else {
+            assert!(
+                !services_required(),
+                "REQUIRE_SERVICES=1 but MEDIA_TEST_S3_URL is not set (scripts/s3.sh start)"
+            );
+            eprintln!(
+                "skipped: set MEDIA_TEST_S3_URL (scripts/s3.sh env) to run the S3 end-to-end tests"
+            );
+            return None;
+        };
+        let mut stack = Stack::networked_postgres(broker, broker_env).await?;
+        stack.config.media_dir = None;
+        stack.config.media_url = Some(format!("{bucket}/e2e-{:08x}", fastrand::u32(..)));
+        stack.media = app::open_media(&stack.config).await.unwrap();
+        Some(stack)
+    }
+
     /// The bytes stored under `key`.
     pub async fn read_media(&self, key: &str) -> bytes::Bytes {
         let path = imaging::object_store::path::Path::parse(key).unwrap();
@@ -263,11 +285,31 @@ impl Stack {
         publisher: Arc<dyn Publisher>,
         subscriber: Arc<dyn Subscriber>,
     ) -> App {
+        let media = app::open_media(config).await.expect("open the media store");
+        self.start_on(config, roles, publisher, subscriber, media)
+            .await
+    }
+
+    /// Starts `roles` on broker clients and a media store of the caller's.
+    pub async fn start_on(
+        &self,
+        config: &Config,
+        roles: Roles,
+        publisher: Arc<dyn Publisher>,
+        subscriber: Arc<dyn Subscriber>,
+        media: MediaStore,
+    ) -> App {
         let shutdown = CancellationToken::new();
-        let running =
-            app::start_with_broker(config, roles, publisher, subscriber, shutdown.clone())
-                .await
-                .expect("start the stack");
+        let running = app::start_with_parts(
+            config,
+            roles,
+            publisher,
+            subscriber,
+            media,
+            shutdown.clone(),
+        )
+        .await
+        .expect("start the stack");
         let base = running.http_addr.map(|addr| format!("http://{addr}"));
         App {
             running: Some(running),
@@ -285,6 +327,15 @@ pub struct App {
 }
 
 impl App {
+    /// An API that runs elsewhere (another process) at `base`.
+    pub fn at(base: &str) -> App {
+        App {
+            running: None,
+            shutdown: CancellationToken::new(),
+            base: Some(base.to_owned()),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!(
             "{}{path}",

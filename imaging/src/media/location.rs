@@ -169,7 +169,9 @@ impl std::str::FromStr for MediaLocation {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const RETRY_TIMEOUT: Duration = Duration::from_secs(20);
-const MAX_RETRIES: usize = 6;
+/// High enough that `RETRY_TIMEOUT` is what ends the retries: object_store draws each backoff
+/// at random between 100 ms and the doubled previous one, so ten retries can pass in a second.
+const MAX_RETRIES: usize = 100;
 
 /// Sets our timeouts on a cloud builder unless the environment already set them, keeping every
 /// other client option (`AWS_ALLOW_HTTP`, proxies, ...) that `from_env` read.
@@ -201,9 +203,14 @@ fn retry_config() -> object_store::RetryConfig {
 }
 
 impl MediaLocation {
-    /// Builds the object store (creating a local directory when missing). Whether the store is
-    /// reachable is checked separately, by [`MediaStore::check`](super::MediaStore::check).
-    pub(crate) fn build(&self) -> Result<Arc<dyn ObjectStore>, MediaError> {
+    /// Builds the object store (creating a local directory when missing), with cloud client
+    /// options (object_store's config keys, e.g. `aws_endpoint`) that take precedence over the
+    /// environment. Whether the store is reachable is checked separately, by
+    /// [`MediaStore::check`](super::MediaStore::check).
+    pub(crate) fn build(
+        &self,
+        options: &[(&str, &str)],
+    ) -> Result<Arc<dyn ObjectStore>, MediaError> {
         let failed = |reason: String| MediaError::InvalidUrl {
             url: self.to_string(),
             reason,
@@ -222,7 +229,7 @@ impl MediaLocation {
                 bucket,
                 prefix,
             } => {
-                let store = cloud_store(*scheme, bucket).map_err(failed)?;
+                let store = cloud_store(*scheme, bucket, options).map_err(failed)?;
                 Ok(if prefix.is_empty() {
                     store
                 } else {
@@ -241,12 +248,35 @@ impl MediaLocation {
     }
 }
 
+/// Applies `options` (object_store config keys) on top of what `from_env` read.
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+macro_rules! with_options {
+    ($builder:expr, $key:ty, $options:expr) => {{
+        let mut builder = $builder;
+        for (key, value) in $options {
+            let key: $key = key
+                .parse()
+                .map_err(|e| format!("unknown client option `{key}`: {e}"))?;
+            builder = builder.with_config(key, *value);
+        }
+        builder
+    }};
+}
+
 #[allow(unused_variables)]
-fn cloud_store(scheme: CloudScheme, bucket: &str) -> Result<Arc<dyn ObjectStore>, String> {
+fn cloud_store(
+    scheme: CloudScheme,
+    bucket: &str,
+    options: &[(&str, &str)],
+) -> Result<Arc<dyn ObjectStore>, String> {
     let built: Result<Arc<dyn ObjectStore>, object_store::Error> = match scheme {
         #[cfg(feature = "s3")]
         CloudScheme::S3 => with_timeouts!(
-            object_store::aws::AmazonS3Builder::from_env(),
+            with_options!(
+                object_store::aws::AmazonS3Builder::from_env(),
+                object_store::aws::AmazonS3ConfigKey,
+                options
+            ),
             object_store::aws::AmazonS3ConfigKey::Client
         )
         .with_bucket_name(bucket)
@@ -255,7 +285,11 @@ fn cloud_store(scheme: CloudScheme, bucket: &str) -> Result<Arc<dyn ObjectStore>
         .map(|s| Arc::new(s) as _),
         #[cfg(feature = "gcs")]
         CloudScheme::Gcs => with_timeouts!(
-            object_store::gcp::GoogleCloudStorageBuilder::from_env(),
+            with_options!(
+                object_store::gcp::GoogleCloudStorageBuilder::from_env(),
+                object_store::gcp::GoogleConfigKey,
+                options
+            ),
             object_store::gcp::GoogleConfigKey::Client
         )
         .with_bucket_name(bucket)
@@ -264,7 +298,11 @@ fn cloud_store(scheme: CloudScheme, bucket: &str) -> Result<Arc<dyn ObjectStore>
         .map(|s| Arc::new(s) as _),
         #[cfg(feature = "azure")]
         CloudScheme::Azure => with_timeouts!(
-            object_store::azure::MicrosoftAzureBuilder::from_env(),
+            with_options!(
+                object_store::azure::MicrosoftAzureBuilder::from_env(),
+                object_store::azure::AzureConfigKey,
+                options
+            ),
             object_store::azure::AzureConfigKey::Client
         )
         .with_container_name(bucket)
@@ -336,7 +374,7 @@ mod tests {
     fn a_scheme_without_its_feature_names_the_feature() {
         let error = parse("gs://bucket")
             .unwrap()
-            .build()
+            .build(&[])
             .unwrap_err()
             .to_string();
         assert!(error.contains("`gcs` cargo feature"), "{error}");
@@ -346,7 +384,7 @@ mod tests {
     fn a_local_directory_is_created() {
         let dir = tempfile::tempdir().unwrap();
         let media = dir.path().join("a/b");
-        MediaLocation::Local(media.clone()).build().unwrap();
+        MediaLocation::Local(media.clone()).build(&[]).unwrap();
         assert!(media.is_dir());
     }
 }

@@ -91,9 +91,21 @@ impl MediaStore {
         MediaStore::at(&url.parse()?)
     }
 
+    /// Like [`MediaStore::from_url`], with cloud client options that take precedence over the
+    /// environment: object_store's configuration keys, e.g. `("aws_endpoint",
+    /// "http://127.0.0.1:9000")` or `("aws_region", "eu-central-1")`. Local and memory stores
+    /// ignore them.
+    pub fn from_url_opts(url: &str, options: &[(&str, &str)]) -> Result<MediaStore, MediaError> {
+        MediaStore::build(&url.parse()?, options)
+    }
+
     /// The store at a parsed [`MediaLocation`].
     pub fn at(location: &MediaLocation) -> Result<MediaStore, MediaError> {
-        let store = location.build()?;
+        MediaStore::build(location, &[])
+    }
+
+    fn build(location: &MediaLocation, options: &[(&str, &str)]) -> Result<MediaStore, MediaError> {
+        let store = location.build(options)?;
         let local_dir = location.local_dir().map(|dir| {
             // Absolute, so that the synced paths do not depend on a later change of directory.
             std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned())
