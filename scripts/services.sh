@@ -5,6 +5,7 @@
 #
 #   scripts/services.sh start   # start what is missing, print `export ...` lines
 #   scripts/services.sh stop    # stop what this script started
+#   scripts/services.sh postgres # start only PostgreSQL, print its `export DATABASE_URL=...`
 #   eval "$(scripts/services.sh env)"
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -80,6 +81,10 @@ case "${1:-}" in
     start_s3 || true
     exit 0
     ;;
+  postgres)
+    # Only PostgreSQL (what `scripts/fuzz-api.sh` needs).
+    start_postgres >&2 && echo "export DATABASE_URL='$DATABASE_URL'"
+    ;;
   stop)
     # Only stops the broker `start` started (SERVICES_STARTED_KAFKA, from `start`'s output).
     if [ "${SERVICES_STARTED_KAFKA:-}" = 1 ] && [ -x "$here/kafka.sh" ]; then
@@ -90,5 +95,5 @@ case "${1:-}" in
     fi
     ;;
   env) print_env; "$here/s3.sh" env ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|env|postgres" >&2; exit 2 ;;
 esac

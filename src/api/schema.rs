@@ -12,7 +12,7 @@ pub(super) use super::error::ErrorBody;
 #[derive(ToSchema)]
 #[schema(example = json!({"name": "Ada Lovelace", "mobile": "+447700900123", "latitude": 51.5074, "longitude": -0.1278}))]
 pub(super) struct NewUserRequest {
-    /// Display name, not blank.
+    /// Display name, not blank; no control characters (U+0000–U+001F, U+007F).
     #[schema(min_length = 1, max_length = 100)]
     name: String,
     /// 7 to 15 digits with an optional leading `+`; unique among users.
@@ -39,10 +39,11 @@ pub(super) struct NewProductRequest {
     /// An existing user (422 otherwise).
     #[schema(minimum = 1)]
     user_id: i64,
-    /// Not blank.
+    /// Not blank; no control characters (U+0000–U+001F, U+007F).
     #[schema(min_length = 1, max_length = 255)]
     product_name: String,
-    /// Optional; `null` or absent means none.
+    /// Optional; `null` or absent means none. Tab, line feed and carriage return are allowed,
+    /// the other control characters (U+0000–U+001F, U+007F) are not.
     #[schema(max_length = 10000)]
     product_description: Option<String>,
     /// The source images.
@@ -53,7 +54,9 @@ pub(super) struct NewProductRequest {
     product_price: String,
 }
 
-/// An `http` or `https` URL naming a host, at most 2048 characters.
+/// An `http` or `https` URL naming a host, at most 2048 characters, without control characters,
+/// whitespace or invisible characters (percent-encode them). Stored as sent; a Unicode host is
+/// fetched by its punycode name.
 #[derive(ToSchema)]
 #[schema(
     format = "uri",

@@ -97,10 +97,53 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Which control characters a text field may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Controls {
+    /// None: names, mobile numbers, URLs and every other single-line field.
+    None,
+    /// Tab, line feed and carriage return (multi-line text such as `product_description`).
+    LineBreaks,
+}
+
+/// The one check every text field of every write route goes through (new fields, e.g. of a
+/// `PATCH`, call it too): refuses the C0 control characters U+0000..=U+001F and DEL U+007F, except
+/// tab, line feed and carriage return where `allowed` is [`Controls::LineBreaks`]. PostgreSQL
+/// cannot store U+0000 at all, and the others have no business in a name; refusing them here
+/// makes the answer a 422 on every database.
+///
+/// Everything else is text: a byte-order mark U+FEFF, C1 controls U+0080..=U+009F and other
+/// format characters are stored as sent (fields with stricter rules, such as image URLs, check
+/// those themselves).
+pub fn check_controls(text: &str, allowed: Controls) -> Result<(), String> {
+    let bad = text.chars().enumerate().find(|&(_, c)| {
+        c.is_ascii_control()
+            && !(allowed == Controls::LineBreaks && matches!(c, '\t' | '\n' | '\r'))
+    });
+    match bad {
+        None => Ok(()),
+        Some((index, c)) => Err(format!(
+            "must not contain control characters (found U+{:04X} at character {index}){}",
+            u32::from(c),
+            match allowed {
+                Controls::None => "",
+                Controls::LineBreaks => "; only tab, line feed and carriage return are allowed",
+            }
+        )),
+    }
+}
+
+/// A string of `1..=max` characters (Unicode scalar values, not bytes) that is not only
+/// whitespace and holds no control characters.
 fn check_text(text: &str, max: usize) -> Result<(), String> {
+    check_controls(text, Controls::None)?;
     if text.trim().is_empty() {
         return Err("must not be empty".into());
     }
+    check_length(text, max)
+}
+
+fn check_length(text: &str, max: usize) -> Result<(), String> {
     let chars = text.chars().count();
     if chars > max {
         return Err(format!("must be at most {max} characters (got {chars})"));
@@ -108,7 +151,13 @@ fn check_text(text: &str, max: usize) -> Result<(), String> {
     Ok(())
 }
 
+fn check_description(text: &str) -> Result<(), String> {
+    check_controls(text, Controls::LineBreaks)?;
+    check_length(text, MAX_DESCRIPTION)
+}
+
 fn check_mobile(mobile: &str) -> Result<(), String> {
+    check_controls(mobile, Controls::None)?;
     let digits = mobile.strip_prefix('+').unwrap_or(mobile);
     if (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
         Ok(())
@@ -117,9 +166,31 @@ fn check_mobile(mobile: &str) -> Result<(), String> {
     }
 }
 
+/// Characters that do not show: the url crate would drop or percent-encode them, so the URL a
+/// worker fetches would not be the one a reader of the request sees.
+fn invisible(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+}
+
+/// An absolute `http`/`https` URL naming a host. The raw text is checked before parsing: the url
+/// crate silently strips leading and trailing C0 controls and spaces and removes tabs and line
+/// breaks anywhere, so without this check the URL fetched could differ from the one validated.
+/// What is left for the parser to normalise (IDN hosts to punycode, case, percent-encoding) is
+/// the same normalisation the worker's parse applies to the stored text.
 fn check_image_url(url: &str) -> Result<(), String> {
-    if url.len() > MAX_URL {
-        return Err(format!("must be at most {MAX_URL} characters"));
+    check_controls(url, Controls::None)?;
+    if let Some((index, c)) = url.chars().enumerate().find(|&(_, c)| invisible(c)) {
+        return Err(format!(
+            "must not contain whitespace or invisible characters (found U+{:04X} at character \
+             {index}); percent-encode it",
+            u32::from(c)
+        ));
+    }
+    let chars = url.chars().count();
+    if chars > MAX_URL {
+        return Err(format!(
+            "must be at most {MAX_URL} characters (got {chars})"
+        ));
     }
     let parsed = url::Url::parse(url).map_err(|e| format!("is not a valid URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -205,18 +276,13 @@ pub fn new_product(body: &Map<String, Value>) -> Result<NewProduct, ApiError> {
     let product_name = fields.text("product_name", MAX_PRODUCT_NAME);
     let product_description = match body.get("product_description") {
         None | Some(Value::Null) => Some(None),
-        Some(Value::String(text)) => {
-            let chars = text.chars().count();
-            if chars > MAX_DESCRIPTION {
-                fields.fail(
-                    "product_description",
-                    format!("must be at most {MAX_DESCRIPTION} characters (got {chars})"),
-                );
+        Some(Value::String(text)) => match check_description(text) {
+            Ok(()) => Some(Some(text.clone())),
+            Err(message) => {
+                fields.fail("product_description", message);
                 None
-            } else {
-                Some(Some(text.clone()))
             }
-        }
+        },
         Some(_) => {
             fields.fail("product_description", "must be a string");
             None
@@ -326,13 +392,11 @@ pub fn product_filter(query: &HashMap<String, String>) -> Result<ProductFilter, 
         .get("q")
         .map(|q| q.trim().to_owned())
         .filter(|q| !q.is_empty());
-    if q.as_ref()
-        .is_some_and(|q| q.chars().count() > MAX_PRODUCT_NAME)
-    {
-        errors.push(FieldError::new(
-            "q",
-            format!("must be at most {MAX_PRODUCT_NAME} characters"),
-        ));
+    if let Some(Err(message)) = q.as_ref().map(|q| {
+        check_controls(q, Controls::None)?;
+        check_length(q, MAX_PRODUCT_NAME)
+    }) {
+        errors.push(FieldError::new("q", message));
     }
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
@@ -438,6 +502,202 @@ mod tests {
         let good =
             json!({"name": "Ada", "mobile": "+4915112345678", "latitude": -90, "longitude": 180});
         assert!(new_user(good.as_object().unwrap()).is_ok());
+    }
+
+    /// Every C0 control character and DEL.
+    fn controls() -> impl Iterator<Item = char> {
+        (0u8..=0x1f).chain([0x7f]).map(char::from)
+    }
+
+    #[test]
+    fn check_controls_refuses_c0_and_del() {
+        for c in controls() {
+            let text = format!("ab{c}c");
+            let error = check_controls(&text, Controls::None).unwrap_err();
+            assert!(
+                error.contains(&format!("U+{:04X} at character 2", u32::from(c))),
+                "{error}"
+            );
+            let multiline = check_controls(&text, Controls::LineBreaks);
+            assert_eq!(
+                multiline.is_ok(),
+                matches!(c, '\t' | '\n' | '\r'),
+                "{c:?} in multi-line text: {multiline:?}"
+            );
+        }
+        for fine in [
+            "",
+            "plain",
+            "Zoë 😀 ✓",
+            "\u{feff}bom",
+            "\u{80}\u{9f} C1",
+            "\u{200b}zero width",
+        ] {
+            assert_eq!(check_controls(fine, Controls::None), Ok(()), "{fine:?}");
+        }
+    }
+
+    fn product_with(patch: Value) -> Map<String, Value> {
+        let mut body = json!({
+            "user_id": 1,
+            "product_name": "Lamp",
+            "product_description": "bright",
+            "product_images": ["https://cdn.example/lamp.jpg"],
+            "product_price": 1
+        });
+        for (key, value) in patch.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        body.as_object().unwrap().clone()
+    }
+
+    fn user_with(patch: Value) -> Map<String, Value> {
+        let mut body =
+            json!({"name": "Ada", "mobile": "+4915112345678", "latitude": 1, "longitude": 2});
+        for (key, value) in patch.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        body.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn control_characters_in_every_user_field_are_listed() {
+        for c in controls() {
+            let body = user_with(
+                json!({"name": format!("A{c}da"), "mobile": format!("+49{c}1511234567")}),
+            );
+            let error = new_user(&body).unwrap_err();
+            assert_eq!(fields_of(error.clone()), ["name", "mobile"], "{c:?}");
+            assert!(
+                error
+                    .details
+                    .iter()
+                    .all(|d| d.message.contains("control characters")),
+                "{error:?}"
+            );
+        }
+        // The controls are found wherever they are, also leading, trailing and alone.
+        for name in ["\u{0}", "\u{0}Ada", "Ada\u{0}", "\t", "Ada\n"] {
+            let error = new_user(&user_with(json!({"name": name}))).unwrap_err();
+            assert_eq!(fields_of(error), ["name"], "{name:?}");
+        }
+        assert!(new_user(&user_with(json!({"name": "\u{feff}Ada"}))).is_ok());
+    }
+
+    #[test]
+    fn control_characters_in_every_product_field_are_listed() {
+        for c in controls() {
+            let body = product_with(json!({
+                "product_name": format!("La{c}mp"),
+                "product_description": format!("bri{c}ght"),
+                "product_images": ["https://cdn.example/ok.jpg", format!("https://cdn.example/{c}.jpg")]
+            }));
+            let expected: &[&str] = if matches!(c, '\t' | '\n' | '\r') {
+                &["product_name", "product_images[1]"]
+            } else {
+                &["product_name", "product_description", "product_images[1]"]
+            };
+            assert_eq!(
+                fields_of(new_product(&body).unwrap_err()),
+                expected,
+                "{c:?}"
+            );
+        }
+        let multiline =
+            product_with(json!({"product_description": "line 1\r\n\tline 2\n\u{feff}"}));
+        assert_eq!(
+            new_product(&multiline)
+                .unwrap()
+                .product_description
+                .as_deref(),
+            Some("line 1\r\n\tline 2\n\u{feff}")
+        );
+    }
+
+    #[test]
+    fn image_urls_are_checked_as_sent() {
+        for bad in [
+            " https://cdn.example/a.jpg",
+            "https://cdn.example/a.jpg ",
+            "\u{0}https://cdn.example/a.jpg",
+            "https://cdn.example/a.jpg\u{1f}",
+            "ht\ttps://cdn.example/a.jpg",
+            "https://cdn.ex\nample/a.jpg",
+            "https://cdn.example/a b.jpg",
+            "https://cdn.example/a\u{a0}b.jpg",
+            "https://cdn\u{feff}.example/a.jpg",
+            "https://cdn\u{200b}.example/a.jpg",
+            "https://cdn.example/a\u{2028}.jpg",
+        ] {
+            assert!(check_image_url(bad).is_err(), "{bad:?} must be refused");
+        }
+        // What the parser would have made of some of them: a different, valid-looking URL.
+        assert_eq!(
+            url::Url::parse("ht\ttps://cdn.ex\nample/a.jpg")
+                .unwrap()
+                .as_str(),
+            "https://cdn.example/a.jpg"
+        );
+        assert_eq!(
+            url::Url::parse("\u{0} https://cdn.example/a.jpg")
+                .unwrap()
+                .as_str(),
+            "https://cdn.example/a.jpg"
+        );
+    }
+
+    #[test]
+    fn unicode_hosts_are_accepted_and_stored_as_sent() {
+        let raw = "https://bücher.example/straße.jpg";
+        assert_eq!(check_image_url(raw), Ok(()));
+        let parsed = url::Url::parse(raw).unwrap();
+        assert_eq!(parsed.host_str(), Some("xn--bcher-kva.example"));
+        assert_eq!(parsed.path(), "/stra%C3%9Fe.jpg");
+        let product = new_product(&product_with(json!({"product_images": [raw]}))).unwrap();
+        assert_eq!(
+            product.product_images,
+            [raw],
+            "stored as the client sent it"
+        );
+        // Percent-encoded spaces are how a URL carries them.
+        assert_eq!(check_image_url("https://cdn.example/a%20b.jpg"), Ok(()));
+    }
+
+    #[test]
+    fn limits_count_characters_not_bytes() {
+        for c in ['é', '😀'] {
+            let name = |n: usize| c.to_string().repeat(n);
+            assert!(new_user(&user_with(json!({"name": name(MAX_USER_NAME)}))).is_ok());
+            let error = new_user(&user_with(json!({"name": name(MAX_USER_NAME + 1)}))).unwrap_err();
+            assert_eq!(fields_of(error), ["name"]);
+
+            let ok = product_with(json!({
+                "product_name": name(MAX_PRODUCT_NAME),
+                "product_description": name(MAX_DESCRIPTION),
+            }));
+            assert!(new_product(&ok).is_ok());
+            let over = product_with(json!({
+                "product_name": name(MAX_PRODUCT_NAME + 1),
+                "product_description": name(MAX_DESCRIPTION + 1),
+            }));
+            assert_eq!(
+                fields_of(new_product(&over).unwrap_err()),
+                ["product_name", "product_description"]
+            );
+
+            let prefix = "https://cdn.example/";
+            let url = |n: usize| format!("{prefix}{}", name(n - prefix.len()));
+            assert_eq!(check_image_url(&url(MAX_URL)), Ok(()));
+            assert!(check_image_url(&url(MAX_URL + 1)).is_err());
+        }
+    }
+
+    #[test]
+    fn query_text_has_no_control_characters() {
+        for (q, ok) in [("lamp", true), ("la\u{0}mp", false), ("\u{1b}[31m", false)] {
+            let query = HashMap::from([("q".to_owned(), q.to_owned())]);
+            assert_eq!(product_filter(&query).is_ok(), ok, "{q:?}");
+        }
     }
 
     #[test]

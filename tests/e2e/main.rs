@@ -1,6 +1,7 @@
 //! End-to-end tests: the API, the outbox relay and the image worker over real databases and
 //! brokers, with images served by a local HTTP server. Every combination runs every scenario.
 
+mod hostile_strings;
 #[cfg(all(feature = "s3", feature = "rabbit", feature = "postgres"))]
 mod media_on_s3;
 #[cfg(all(feature = "s3", feature = "rabbit", feature = "postgres"))]
@@ -8,19 +9,25 @@ mod proxy;
 mod scenarios;
 mod support;
 
+/// Every scenario, whichever module defines it.
+mod all {
+    pub use crate::hostile_strings::hostile_strings;
+    pub use crate::scenarios::*;
+}
+
 /// One `#[tokio::test]` per scenario for a backend combination.
 macro_rules! e2e_tests {
     ($stack:expr) => {
         e2e_tests!(@each $stack; images_end_done, missing_image_ends_partial, validation_rules,
             unknown_user_and_duplicate_mobile, list_filters_and_pagination, worker_stopped_mid_batch,
-            broker_outage, poison_message, idempotent_creates, metrics_move);
+            broker_outage, poison_message, idempotent_creates, metrics_move, hostile_strings);
     };
     (@each $stack:expr; $($scenario:ident),*) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $scenario() {
                 if let Some(stack) = $stack.await {
-                    crate::scenarios::$scenario(&stack).await;
+                    crate::all::$scenario(&stack).await;
                 }
             }
         )*
