@@ -8,7 +8,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --features rabbit,kafka,postgres \
+RUN cargo build --release --locked --features rabbit,kafka,postgres,s3 \
       --example api --example worker --example pipeline \
  && mkdir /out \
  && cp target/release/examples/api target/release/examples/worker target/release/examples/pipeline /out/
@@ -23,6 +23,7 @@ USER app
 WORKDIR /var/lib/product-pipeline
 # Created here so named volumes mounted on them belong to `app`.
 RUN mkdir -p media data
+# MEDIA_URL (e.g. s3://bucket/prefix), when set, takes precedence over MEDIA_DIR.
 ENV HTTP_ADDR=0.0.0.0:8080 \
     MEDIA_DIR=/var/lib/product-pipeline/media \
     DATABASE_URL=sqlite:///var/lib/product-pipeline/data/pipeline.db

@@ -69,8 +69,8 @@ pub struct Config {
     /// Where compressed images are stored and served from (`GET /media/...`): a path,
     /// `file:///abs/path`, `memory://`, or `s3://bucket/prefix` (feature `s3`; endpoint, region
     /// and credentials from the `AWS_*` variables), `gs://` (`gcs`), `az://` (`azure`).
-    /// Default: the directory `media`.
-    #[arg(long, env = "MEDIA_URL", conflicts_with = "media_dir")]
+    /// Default: the directory `media`. Takes precedence over `MEDIA_DIR`.
+    #[arg(long, env = "MEDIA_URL")]
     pub media_url: Option<String>,
 
     /// Shorthand for a local `MEDIA_URL`: the directory images are stored in (default `media`).
@@ -241,8 +241,9 @@ mod tests {
         let (setting, reason) = bad.media_location().unwrap_err();
         assert_eq!(setting, "MEDIA_URL");
         assert!(reason.contains("unknown scheme"), "{reason}");
-        let both = Config::try_parse_from(["x", "--media-url", "memory://", "--media-dir", "m"]);
-        assert!(both.unwrap_err().to_string().contains("--media-dir"));
+        let both =
+            Config::try_parse_from(["x", "--media-url", "memory://", "--media-dir", "m"]).unwrap();
+        assert_eq!(both.media_location().unwrap().to_string(), "memory://");
         let error = Config::try_parse_from(["x", "--media-public-url", "ftp://cdn/x"])
             .unwrap_err()
             .to_string();
