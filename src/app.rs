@@ -415,3 +415,66 @@ pub async fn run_until_signal(
     running.wait().await;
     std::process::ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        let mut all = vec!["x"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_media_store_that_cannot_be_used_fails_at_start_naming_the_setting() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let not_a_dir = file.path().join("media");
+        for (args, setting, expected) in [
+            (
+                vec!["--media-url", "ftp://host/x"],
+                "MEDIA_URL",
+                "unknown scheme",
+            ),
+            (
+                vec!["--media-url", "s3:///x"],
+                "MEDIA_URL",
+                "names no bucket",
+            ),
+            (
+                vec!["--media-dir", not_a_dir.to_str().unwrap()],
+                "MEDIA_DIR",
+                "cannot create",
+            ),
+        ] {
+            let error = open_media(&config(&args)).await.unwrap_err().to_string();
+            assert!(
+                error.starts_with(setting) && error.contains(expected),
+                "{args:?}: {error}"
+            );
+        }
+        open_media(&config(&["--media-url", "memory://"]))
+            .await
+            .expect("memory:// always opens");
+    }
+
+    /// A bucket that does not exist fails at start, not at the first image.
+    #[cfg(feature = "s3")]
+    #[tokio::test]
+    async fn a_missing_bucket_fails_at_start() {
+        if std::env::var("MEDIA_TEST_S3_URL").is_err() {
+            assert!(
+                std::env::var("REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "REQUIRE_SERVICES=1 but MEDIA_TEST_S3_URL is not set"
+            );
+            return;
+        }
+        let error = open_media(&config(&["--media-url", "s3://no-such-bucket-here/x"]))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("MEDIA_URL"), "{error}");
+    }
+}

@@ -13,6 +13,8 @@
 //! | `image_fetch_duration_seconds`, `image_compress_duration_seconds` | histogram | | the image pipeline |
 //! | `image_bytes_in_total`, `image_bytes_out_total` | counter | | the image pipeline |
 //! | `image_failures_total` | counter | `reason` | the image pipeline |
+//! | `media_put_duration_seconds` | histogram | | the media store (one upload, complete and durable) |
+//! | `media_cleanup_failures_total` | counter | | the consumer, when superseded objects could not be deleted |
 //! | `metrics_refresh_failures_total` | counter | | a scrape whose database gauges could not be refreshed |
 
 use std::sync::{Arc, Mutex};
@@ -120,7 +122,16 @@ fn describe() {
     describe_histogram!(
         "image_compress_duration_seconds",
         Unit::Seconds,
-        "Time to decode, resize, encode and save an image"
+        "Time to decode, resize and encode an image"
+    );
+    describe_histogram!(
+        "media_put_duration_seconds",
+        Unit::Seconds,
+        "Time to upload one compressed image to the media store"
+    );
+    describe_counter!(
+        "media_cleanup_failures_total",
+        "Products whose superseded media objects could not be deleted"
     );
     describe_counter!(
         "image_bytes_in_total",
