@@ -168,14 +168,36 @@ impl Handler for ImageConsumer {
             .await
             .map_err(repo_error)?;
         info!(product_id, status = %result.status, "product processed");
-        // Only now that the row names the new keys: what an earlier attempt stored with other
-        // bytes is superseded. A failure here leaves garbage, never a dangling key, so it is
-        // logged and counted rather than retried (a retry would skip the finished product).
-        match self
-            .images
-            .retain(product_id, &result.compressed_product_images)
-            .await
-        {
+        self.delete_superseded(product_id, &result.compressed_product_images)
+            .await;
+        Ok(())
+    }
+}
+
+impl ImageConsumer {
+    /// Deletes what an earlier attempt stored with other bytes, now that the row names the new
+    /// keys. Only while the row still names exactly `keys`: if a concurrent attempt on the same
+    /// product recorded since, its keys are the live ones and its own cleanup runs. (An attempt
+    /// that records after this check can still find an object deleted; per-product versions
+    /// close that window.) A failure leaves garbage, not a missing object, so it is logged and
+    /// counted rather than retried: a retry would skip the finished product anyway.
+    async fn delete_superseded(&self, product_id: i64, keys: &[String]) {
+        match self.products.get_product(product_id).await {
+            Ok(Some(row)) if row.compressed_product_images == keys => {}
+            Ok(_) => {
+                info!(
+                    product_id,
+                    "recorded again meanwhile; leaving the cleanup to that attempt"
+                );
+                return;
+            }
+            Err(error) => {
+                metrics::counter!("media_cleanup_failures_total").increment(1);
+                warn!(product_id, %error, "could not re-read the product; superseded media kept");
+                return;
+            }
+        }
+        match self.images.retain(product_id, keys).await {
             Ok(0) => {}
             Ok(deleted) => info!(product_id, deleted, "superseded media deleted"),
             Err(failure) => {
@@ -183,7 +205,6 @@ impl Handler for ImageConsumer {
                 warn!(product_id, reason = %failure.reason, "could not delete superseded media");
             }
         }
-        Ok(())
     }
 }
 
@@ -209,6 +230,15 @@ mod tests {
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
         }
+    }
+
+    /// The row as read back after recording: it names `keys`.
+    fn reads_back(repo: &mut MockProductRepo, keys: &'static [&'static str]) {
+        repo.expect_get_product().returning(move |_| {
+            let mut row = product(ProductStatus::Done, keys.len());
+            row.compressed_product_images = keys.iter().map(|k| k.to_string()).collect();
+            Ok(Some(row))
+        });
     }
 
     fn created(id: i64) -> Message {
@@ -247,6 +277,7 @@ mod tests {
             })
             .times(1)
             .returning(|_, _| Ok(()));
+        reads_back(&mut repo, &["products/9/0-abc.jpg", "products/9/2-abc.jpg"]);
         let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images(Some((1, false)))), 5);
         consumer.handle(&created(9), 1).await.unwrap();
     }
@@ -264,6 +295,7 @@ mod tests {
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
             Ok(())
         });
+        reads_back(&mut repo, &["products/9/0-new.jpg", "products/9/1-new.jpg"]);
         let mut images = MockImageProcessor::new();
         images
             .expect_process()
@@ -309,6 +341,26 @@ mod tests {
         }
     }
 
+    /// When another attempt recorded other keys meanwhile, this one deletes nothing: those keys
+    /// are the live ones.
+    #[tokio::test]
+    async fn no_cleanup_when_the_row_moved_on() {
+        let mut repo = MockProductRepo::new();
+        repo.expect_mark_processing()
+            .returning(|_| Ok(Some(product(ProductStatus::Processing, 1))));
+        repo.expect_record_result()
+            .times(1)
+            .returning(|_, _| Ok(()));
+        reads_back(&mut repo, &["products/9/0-other.jpg"]);
+        let mut images = MockImageProcessor::new();
+        images
+            .expect_process()
+            .returning(|id, index, _| Ok(format!("products/{id}/{index}-new.jpg")));
+        images.expect_retain().never();
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images), 5);
+        consumer.handle(&created(9), 1).await.unwrap();
+    }
+
     /// A cleanup that fails does not fail the message: the result is recorded.
     #[tokio::test]
     async fn a_failed_cleanup_still_acks() {
@@ -318,11 +370,12 @@ mod tests {
         repo.expect_record_result()
             .times(1)
             .returning(|_, _| Ok(()));
+        reads_back(&mut repo, &["products/9/0-new.jpg"]);
         let mut images = MockImageProcessor::new();
         images
             .expect_process()
             .returning(|id, index, _| Ok(format!("products/{id}/{index}-new.jpg")));
-        images.expect_retain().returning(|_, _| {
+        images.expect_retain().times(1).returning(|_, _| {
             Err(ImageFailure {
                 transient: true,
                 media_store: true,
@@ -354,6 +407,7 @@ mod tests {
             .withf(|_, result| result.status == ProductStatus::Partial)
             .times(1)
             .returning(|_, _| Ok(()));
+        reads_back(&mut repo, &["products/9/1-abc.jpg"]);
         let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images(Some((0, true)))), 3);
         let error = consumer.handle(&created(9), 1).await.unwrap_err();
         assert!(error.is_transient());

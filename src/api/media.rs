@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
+use http_range_header::{EndPosition, StartPosition, SyntacticallyCorrectRange};
 use imaging::media::{content_type, served_key, MediaError, IMMUTABLE};
 use imaging::object_store::path::Path;
 use imaging::object_store::{GetOptions, GetRange};
@@ -124,14 +125,31 @@ async fn requested_range(state: &AppState, key: &Path, value: &str) -> Result<Re
     let Ok(parsed) = http_range_header::parse_range_header(value) else {
         return Ok(Requested::Whole);
     };
+    let [range] = parsed.ranges.as_slice() else {
+        return Ok(Requested::Whole);
+    };
     let size = state.media.head(key).await.map_err(media_error)?.size;
-    Ok(match parsed.validate(size) {
-        Ok(ranges) => match ranges.as_slice() {
-            [one] => Requested::Part(*one.start()..one.end() + 1),
-            _ => Requested::Whole,
-        },
-        Err(_) => Requested::Unsatisfiable(size),
-    })
+    Ok(resolve(range, size))
+}
+
+/// One syntactically valid range against an object of `size` bytes (RFC 9110 §14.1.2): a suffix
+/// longer than the object is the whole object, an end past it is clipped, a start at or past it
+/// (or any range of an empty object) is unsatisfiable.
+fn resolve(range: &SyntacticallyCorrectRange, size: u64) -> Requested {
+    let last = size.saturating_sub(1);
+    let (start, end) = match (range.start, range.end) {
+        (StartPosition::FromLast(suffix), _) => (size.saturating_sub(suffix), last),
+        (StartPosition::Index(start), EndPosition::LastByte) => (start, last),
+        (StartPosition::Index(start), EndPosition::Index(end)) if end < start => {
+            return Requested::Whole
+        }
+        (StartPosition::Index(start), EndPosition::Index(end)) => (start, end.min(last)),
+    };
+    if size == 0 || start >= size {
+        Requested::Unsatisfiable(size)
+    } else {
+        Requested::Part(start..end + 1)
+    }
 }
 
 fn media_error(error: MediaError) -> ApiError {
@@ -201,6 +219,28 @@ mod tests {
     fn etags_come_from_the_key() {
         let key = Path::parse("products/1/0-0123456789abcdef.jpg").unwrap();
         assert_eq!(etag(&key), "\"0-0123456789abcdef\"");
+    }
+
+    #[test]
+    fn ranges_resolve_like_rfc_9110() {
+        let range = |value: &str| http_range_header::parse_range_header(value).unwrap().ranges[0];
+        let part = |value: &str, size: u64| match resolve(&range(value), size) {
+            Requested::Part(part) => Some(part),
+            Requested::Whole => None,
+            Requested::Unsatisfiable(_) => Some(u64::MAX..u64::MAX),
+        };
+        assert_eq!(part("bytes=0-0", 10), Some(0..1));
+        assert_eq!(part("bytes=5-", 10), Some(5..10));
+        assert_eq!(part("bytes=5-99", 10), Some(5..10));
+        assert_eq!(part("bytes=-3", 10), Some(7..10));
+        assert_eq!(
+            part("bytes=-30", 10),
+            Some(0..10),
+            "a long suffix is everything"
+        );
+        assert_eq!(part("bytes=10-", 10), Some(u64::MAX..u64::MAX));
+        assert_eq!(part("bytes=0-", 0), Some(u64::MAX..u64::MAX));
+        assert_eq!(part("bytes=-5", 0), Some(u64::MAX..u64::MAX));
     }
 
     #[test]
@@ -312,6 +352,7 @@ mod route_tests {
             ("bytes=4990-", &data[4990..], "bytes 4990-4999/5000"),
             ("bytes=-3", &data[4997..], "bytes 4997-4999/5000"),
             ("bytes=4995-9999", &data[4995..], "bytes 4995-4999/5000"),
+            ("bytes=-9999", &data[..], "bytes 0-4999/5000"),
         ] {
             let response = get(&app, &uri, &[("range", range)]).await;
             assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT, "{range}");
@@ -326,7 +367,7 @@ mod route_tests {
         assert_eq!(past.status(), StatusCode::RANGE_NOT_SATISFIABLE);
         assert_eq!(past.headers()[header::CONTENT_RANGE], "bytes */5000");
         // Unparsable or several ranges: the whole object.
-        for range in ["pages=1-2", "bytes=0-1,5-6"] {
+        for range in ["pages=1-2", "bytes=0-1,5-6", "bytes=0-10,5-15", "bytes=9-3"] {
             let whole = get(&app, &uri, &[("range", range)]).await;
             assert_eq!(whole.status(), StatusCode::OK, "{range}");
             assert_eq!(body(whole).await, data);

@@ -154,10 +154,22 @@ impl std::str::FromStr for MediaLocation {
                     .into(),
             ));
         }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid("must not have a query or fragment".into()));
+        }
+        let prefix = url.path().trim_matches('/');
+        // Taken as it is, so that keys under a CDN's MEDIA_PUBLIC_URL match the bucket's: no
+        // percent-encoding, spaces or empty segments to be re-encoded on the way.
+        let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/');
+        if !prefix.bytes().all(plain) || prefix.contains("//") {
+            return Err(invalid(
+                "the key prefix may hold only letters, digits, `-`, `_`, `.` and `/`".into(),
+            ));
+        }
         Ok(MediaLocation::Cloud {
             scheme: cloud,
             bucket: bucket.to_owned(),
-            prefix: url.path().trim_matches('/').to_owned(),
+            prefix: prefix.to_owned(),
         })
     }
 }
@@ -363,6 +375,9 @@ mod tests {
             ("s3://key:secret@bucket/p", "credentials"),
             ("file://host/x", "local path"),
             ("http://[::1", "not a URL"),
+            ("s3://b/my%20media", "key prefix"),
+            ("s3://b/a//b", "key prefix"),
+            ("s3://b/p?x=1", "query"),
         ] {
             let error = parse(raw).unwrap_err().to_string();
             assert!(error.contains(expected), "{raw}: {error}");

@@ -9,13 +9,13 @@
 //! Guarantees the pipeline builds on:
 //!
 //! - **Complete before recorded**: [`MediaStore::put`] returns once the object is whole and
-//!   durable (an S3 `PUT` is atomic; a local file is written to a temporary name, synced and
-//!   renamed), so a key a product row records always names a complete object.
+//!   durable (an S3 `PUT` is atomic; a local file is written to a temporary name, renamed into
+//!   place and then synced), so a key a product row records always names a complete object.
 //! - **Deterministic keys** ([`image_key`]): the same bytes for the same image get the same key,
 //!   so a re-run overwrites instead of adding; different bytes get a new key, and
 //!   [`MediaStore::retain_product`] deletes what the recorded result no longer references.
-//! - **Classified errors** ([`MediaError::is_transient`]): an outage retries the message; a
-//!   missing bucket or refused credentials do not pretend to be temporary.
+//! - **Classified errors** ([`MediaError::is_transient`]): an outage is transient; a missing
+//!   bucket or refused credentials are permanent and say to check `MEDIA_URL`.
 //!
 //! ```
 //! # async fn run() -> Result<(), imaging::media::MediaError> {
@@ -167,10 +167,19 @@ impl MediaStore {
                 (Attribute::CacheControl, IMMUTABLE),
             ]);
         }
-        self.store
-            .put_opts(&path, PutPayload::from_bytes(data), options)
-            .await
-            .map_err(|e| self.error(key, e))?;
+        let payload = PutPayload::from_bytes(data);
+        match self.store.put_opts(&path, payload.clone(), options).await {
+            Ok(_) => {}
+            // A store that keeps no attributes (a `LocalFileSystem` given to
+            // `from_object_store`): the API sets those headers itself.
+            Err(object_store::Error::NotImplemented { .. }) => {
+                self.store
+                    .put(&path, payload)
+                    .await
+                    .map_err(|e| self.error(key, e))?;
+            }
+            Err(e) => return Err(self.error(key, e)),
+        }
         if let Some(dir) = &self.local_dir {
             sync_local(dir.join(key))
                 .await
