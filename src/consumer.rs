@@ -341,21 +341,28 @@ mod tests {
         }
     }
 
-    /// When another attempt recorded other keys meanwhile, this one deletes nothing: those keys
-    /// are the live ones.
-    #[tokio::test]
-    async fn no_cleanup_when_the_row_moved_on() {
+    /// A one-image product whose image is stored as `products/9/0-new.jpg`, recorded once, and
+    /// read back naming `row_keys`.
+    fn one_new_image(row_keys: &'static [&'static str]) -> (MockProductRepo, MockImageProcessor) {
         let mut repo = MockProductRepo::new();
         repo.expect_mark_processing()
             .returning(|_| Ok(Some(product(ProductStatus::Processing, 1))));
         repo.expect_record_result()
             .times(1)
             .returning(|_, _| Ok(()));
-        reads_back(&mut repo, &["products/9/0-other.jpg"]);
+        reads_back(&mut repo, row_keys);
         let mut images = MockImageProcessor::new();
         images
             .expect_process()
             .returning(|id, index, _| Ok(format!("products/{id}/{index}-new.jpg")));
+        (repo, images)
+    }
+
+    /// When another attempt recorded other keys meanwhile, this one deletes nothing: those keys
+    /// are the live ones.
+    #[tokio::test]
+    async fn no_cleanup_when_the_row_moved_on() {
+        let (repo, mut images) = one_new_image(&["products/9/0-other.jpg"]);
         images.expect_retain().never();
         let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images), 5);
         consumer.handle(&created(9), 1).await.unwrap();
@@ -364,17 +371,7 @@ mod tests {
     /// A cleanup that fails does not fail the message: the result is recorded.
     #[tokio::test]
     async fn a_failed_cleanup_still_acks() {
-        let mut repo = MockProductRepo::new();
-        repo.expect_mark_processing()
-            .returning(|_| Ok(Some(product(ProductStatus::Processing, 1))));
-        repo.expect_record_result()
-            .times(1)
-            .returning(|_, _| Ok(()));
-        reads_back(&mut repo, &["products/9/0-new.jpg"]);
-        let mut images = MockImageProcessor::new();
-        images
-            .expect_process()
-            .returning(|id, index, _| Ok(format!("products/{id}/{index}-new.jpg")));
+        let (repo, mut images) = one_new_image(&["products/9/0-new.jpg"]);
         images.expect_retain().times(1).returning(|_, _| {
             Err(ImageFailure {
                 transient: true,
