@@ -2,7 +2,7 @@
 //! directory, memory, and S3 when `MEDIA_TEST_S3_URL` names a bucket (scripts/s3.sh starts a
 //! SeaweedFS server for it; `REQUIRE_SERVICES=1` turns a missing one into a failure).
 
-use imaging::media::{suite, MediaError, MediaStore};
+use imaging::media::{suite, MediaStore};
 
 #[tokio::test]
 async fn local_directory() {
@@ -40,7 +40,10 @@ async fn s3_missing_bucket_is_permanent() {
     let media = MediaStore::from_url("s3://no-such-bucket-for-the-suite/x").unwrap();
     let error = media.check().await.unwrap_err();
     assert!(!error.is_transient(), "{error}");
-    assert!(matches!(error, MediaError::Store { .. }), "{error:?}");
+    assert!(
+        matches!(error, imaging::media::MediaError::Store { .. }),
+        "{error:?}"
+    );
     assert!(error.to_string().contains("MEDIA_URL"), "{error}");
 }
 

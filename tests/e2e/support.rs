@@ -328,6 +328,7 @@ pub struct App {
 
 impl App {
     /// An API that runs elsewhere (another process) at `base`.
+    #[allow(dead_code)]
     pub fn at(base: &str) -> App {
         App {
             running: None,

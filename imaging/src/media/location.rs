@@ -15,6 +15,7 @@
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 use std::time::Duration;
 
 use object_store::local::LocalFileSystem;
@@ -178,11 +179,15 @@ impl std::str::FromStr for MediaLocation {
 /// refused connections itself for up to `RETRY_TIMEOUT`, which rides out a store restart;
 /// longer outages surface as a transient error and the message is retried later instead of
 /// holding a worker slot.
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 const RETRY_TIMEOUT: Duration = Duration::from_secs(20);
 /// High enough that `RETRY_TIMEOUT` is what ends the retries: object_store draws each backoff
 /// at random between 100 ms and the doubled previous one, so ten retries can pass in a second.
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 const MAX_RETRIES: usize = 100;
 
 /// Sets our timeouts on a cloud builder unless the environment already set them, keeping every
@@ -281,7 +286,7 @@ fn cloud_store(
     bucket: &str,
     options: &[(&str, &str)],
 ) -> Result<Arc<dyn ObjectStore>, String> {
-    let built: Result<Arc<dyn ObjectStore>, object_store::Error> = match scheme {
+    match scheme {
         #[cfg(feature = "s3")]
         CloudScheme::S3 => with_timeouts!(
             with_options!(
@@ -294,7 +299,8 @@ fn cloud_store(
         .with_bucket_name(bucket)
         .with_retry(retry_config())
         .build()
-        .map(|s| Arc::new(s) as _),
+        .map(configured)
+        .map_err(configure_failed),
         #[cfg(feature = "gcs")]
         CloudScheme::Gcs => with_timeouts!(
             with_options!(
@@ -307,7 +313,8 @@ fn cloud_store(
         .with_bucket_name(bucket)
         .with_retry(retry_config())
         .build()
-        .map(|s| Arc::new(s) as _),
+        .map(configured)
+        .map_err(configure_failed),
         #[cfg(feature = "azure")]
         CloudScheme::Azure => with_timeouts!(
             with_options!(
@@ -320,18 +327,26 @@ fn cloud_store(
         .with_container_name(bucket)
         .with_retry(retry_config())
         .build()
-        .map(|s| Arc::new(s) as _),
+        .map(configured)
+        .map_err(configure_failed),
         #[allow(unreachable_patterns)]
-        _ => {
-            return Err(format!(
-                "{}:// media needs the `{}` cargo feature (cargo run --features {} ...)",
-                scheme.name(),
-                scheme.feature(),
-                scheme.feature()
-            ))
-        }
-    };
-    built.map_err(|e| format!("cannot configure the client: {e}"))
+        _ => Err(format!(
+            "{}:// media needs the `{}` cargo feature (cargo run --features {} ...)",
+            scheme.name(),
+            scheme.feature(),
+            scheme.feature()
+        )),
+    }
+}
+
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+fn configured(store: impl ObjectStore) -> Arc<dyn ObjectStore> {
+    Arc::new(store)
+}
+
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+fn configure_failed(error: object_store::Error) -> String {
+    format!("cannot configure the client: {error}")
 }
 
 #[cfg(test)]
