@@ -6,13 +6,17 @@
 //!   with the lease computed from the application clock (one relay per database file);
 //! - connection settings (SQLite file, pragmas and one writer at a time; PostgreSQL
 //!   `search_path` and creating the schema);
-//! - the lock that keeps two processes from migrating at once.
+//! - the locks that keep processes starting at once from creating the schema or migrating
+//!   together (advisory locks on PostgreSQL, a lock file next to a SQLite database).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use sea_orm::{ConnectOptions, ConnectionTrait, DbBackend, DbErr, Statement, Value};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement,
+    TransactionTrait, Value,
+};
 
 use crate::entities::StoredPrice;
 use crate::StoreOptions;
@@ -47,17 +51,22 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// The file of a SQLite URL; `None` for an in-memory database or another URL.
+fn sqlite_file(url: &str) -> Option<&std::path::Path> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::Path::new(path))
+}
+
 /// Creates the directory of a SQLite file URL, best effort (connecting reports real problems).
 #[cfg(feature = "sqlite")]
 fn create_sqlite_dir(url: &str) {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:");
-    let path = path.split('?').next().unwrap_or_default();
-    if path.is_empty() || path.contains(":memory:") {
+    let Some(path) = sqlite_file(url) else {
         return;
-    }
-    if let Some(dir) = std::path::Path::new(path).parent() {
+    };
+    if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -167,7 +176,7 @@ impl Dialect {
     /// first, so a role without `CREATE` on the database can use an existing schema.
     pub(crate) async fn ensure_schema(
         self,
-        db: &impl ConnectionTrait,
+        db: &DatabaseConnection,
         schema: &str,
     ) -> Result<(), DbErr> {
         if self != Dialect::Postgres {
@@ -182,13 +191,52 @@ impl Dialect {
             .await?
             .is_some();
         if !exists {
-            db.execute_unprepared(&format!(
+            // Two `CREATE SCHEMA IF NOT EXISTS` racing can both find no schema, and the second
+            // then fails on pg_namespace's unique index (a known PostgreSQL behaviour): first
+            // starts take one lock per schema name, held until the creating transaction ends.
+            let txn = db.begin().await?;
+            txn.execute(Statement::from_sql_and_values(
+                self.backend(),
+                "SELECT pg_advisory_xact_lock(hashtext($1))",
+                [format!("store-schema:{schema}").into()],
+            ))
+            .await?;
+            txn.execute_unprepared(&format!(
                 "CREATE SCHEMA IF NOT EXISTS {}",
                 quote_ident(schema)
             ))
             .await?;
+            txn.commit().await?;
         }
         Ok(())
+    }
+
+    /// SQLite: an exclusive lock on `<database file>.start.lock`, held while the returned file
+    /// is open, so that processes starting at once on a fresh file open it (creating it and
+    /// switching it to WAL) and migrate one after the other; the later ones find nothing to
+    /// do. SQLite alone would let two of them both see an empty database and both create the
+    /// tables, and the switch to WAL does not wait for a busy database. `None` for PostgreSQL
+    /// URLs (its locks are in the database, see [`Dialect::lock_for_migration`]) and for an
+    /// in-memory database.
+    pub(crate) async fn lock_sqlite_start(url: &str) -> Result<Option<std::fs::File>, DbErr> {
+        let Some(file) = sqlite_file(url) else {
+            return Ok(None);
+        };
+        let mut lock_path = file.as_os_str().to_owned();
+        lock_path.push(".start.lock");
+        tokio::task::spawn_blocking(move || {
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)?;
+            lock.lock()?;
+            Ok::<_, std::io::Error>(lock)
+        })
+        .await
+        .map_err(|e| DbErr::Custom(format!("start-up lock: {e}")))?
+        .map(Some)
+        .map_err(|e| DbErr::Custom(format!("cannot take the start-up lock: {e}")))
     }
 
     /// Serialises migrations between processes for the rest of the transaction it runs in.

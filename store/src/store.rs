@@ -90,6 +90,9 @@ impl Store {
             .sqlx_logging(options.log_statements)
             .test_before_acquire(options.test_before_acquire);
         crate::dialect::configure(&mut opt, url, &options);
+        let _first_start = crate::dialect::Dialect::lock_sqlite_start(url)
+            .await
+            .map_err(repo_err)?;
         let db = Database::connect(opt).await.map_err(repo_err)?;
         let mut store = Store::new(db)?;
         store.write_timeout = options.acquire_timeout;
