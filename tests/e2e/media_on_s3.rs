@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use imaging::media::MediaStore;
 use product_pipeline::app::Roles;
 use product_pipeline::BrokerKind;
@@ -166,35 +165,6 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-async fn get_product(base: &str, id: i64) -> Value {
-    let response = client()
-        .get(format!("{base}/products/{id}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), StatusCode::OK.as_u16());
-    response.json().await.unwrap()
-}
-
-async fn wait_done(base: &str, id: i64) -> Value {
-    let deadline = tokio::time::Instant::now() + PROCESSING;
-    loop {
-        let product = get_product(base, id).await;
-        if matches!(
-            product["status"].as_str(),
-            Some("done" | "partial" | "failed")
-        ) {
-            return product;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "product {id} still {}",
-            product["status"]
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// The API and two workers as separate processes, each in an empty working directory of its
 /// own: every product ends `done`, the bucket holds exactly the recorded objects, and the API
 /// serves them from the bucket; no process writes a file locally.
@@ -219,7 +189,7 @@ pub async fn separate_processes_share_the_bucket() {
         ids.push(create_product(&app, user, &urls).await);
     }
     for id in ids {
-        let product = wait_done(&base, id).await;
+        let product = wait_final(&app, id, PROCESSING).await;
         assert_in_bucket(&stack.media, &base, &product).await;
     }
     for process in workers.iter().chain([&api]) {

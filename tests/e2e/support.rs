@@ -328,7 +328,7 @@ pub struct App {
 
 impl App {
     /// An API that runs elsewhere (another process) at `base`.
-    #[allow(dead_code)]
+    #[allow(dead_code)] // only the S3 tests (features s3, rabbit, postgres) use it
     pub fn at(base: &str) -> App {
         App {
             running: None,
