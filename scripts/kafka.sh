@@ -27,18 +27,14 @@ PID_FILE="$RUN_DIR/tansu.pid"
 LOG_FILE="$RUN_DIR/tansu.log"
 
 log() { echo "kafka.sh: $*" >&2; }
+# shellcheck source=pidfile.sh
+. "$SCRIPT_DIR/pidfile.sh"
 
 port_open() {
     # bash's /dev/tcp: no nc/ss needed.
     (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null
 }
 
-running_pid() {
-    [[ -f "$PID_FILE" ]] || return 1
-    local pid
-    pid="$(cat "$PID_FILE")"
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
 
 find_tansu() {
     if command -v tansu >/dev/null 2>&1; then
@@ -95,25 +91,7 @@ start() {
     log "Tansu is up (pid $(cat "$PID_FILE")); use KAFKA_BROKERS=$HOST:$PORT"
 }
 
-stop() {
-    local pid
-    if ! pid="$(running_pid)"; then
-        rm -f "$PID_FILE"
-        log "Tansu is not running (started by this script)"
-        return 0
-    fi
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "Tansu (pid $pid) ignored SIGTERM; killing it"
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$PID_FILE"
-    log "Tansu stopped"
-}
+stop() { stop_started Tansu 5; }
 
 status() {
     if port_open; then

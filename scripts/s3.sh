@@ -34,15 +34,11 @@ ACCESS_KEY=pipeline-test-key
 SECRET_KEY=pipeline-test-secret
 
 log() { echo "s3.sh: $*" >&2; }
+# shellcheck source=pidfile.sh
+. "$SCRIPT_DIR/pidfile.sh"
 
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
-running_pid() {
-    [[ -f "$PID_FILE" ]] || return 1
-    local pid
-    pid="$(cat "$PID_FILE")"
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
 
 find_weed() {
     if command -v weed >/dev/null 2>&1; then
@@ -113,25 +109,7 @@ EOF
     log "S3 is up on http://$HOST:$PORT, bucket $BUCKET"
 }
 
-stop() {
-    local pid
-    if ! pid="$(running_pid)"; then
-        rm -f "$PID_FILE"
-        log "SeaweedFS is not running (started by this script)"
-        return 0
-    fi
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "SeaweedFS (pid $pid) ignored SIGTERM; killing it"
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$PID_FILE"
-    log "SeaweedFS stopped"
-}
+stop() { stop_started SeaweedFS 10; }
 
 status() {
     if port_open "$PORT"; then
