@@ -130,11 +130,7 @@ pub async fn open_store(config: &Config) -> Result<store::Store, StartupError> {
 /// Opens the media store `MEDIA_URL` (or `MEDIA_DIR`) names and checks that it answers, so a
 /// bad URL, a missing feature, a missing bucket or refused credentials fail at start.
 pub async fn open_media(config: &Config) -> Result<MediaStore, StartupError> {
-    let setting = if config.media_url.is_some() {
-        "MEDIA_URL"
-    } else {
-        "MEDIA_DIR"
-    };
+    let setting = config.media_setting();
     let failed = |reason: String| StartupError::Config { setting, reason };
     let location = config
         .media_location()

@@ -151,9 +151,21 @@ impl Config {
     /// names the setting.
     pub fn media_location(&self) -> Result<imaging::media::MediaLocation, (&'static str, String)> {
         match (&self.media_url, &self.media_dir) {
-            (Some(url), _) => url.parse().map_err(|e| ("MEDIA_URL", format!("{e}"))),
+            (Some(url), _) => url
+                .parse()
+                .map_err(|e| (self.media_setting(), format!("{e}"))),
             (None, Some(dir)) => Ok(imaging::media::MediaLocation::Local(dir.clone())),
             (None, None) => Ok(imaging::media::MediaLocation::Local(PathBuf::from("media"))),
+        }
+    }
+
+    /// The setting that names the media store, for messages: `MEDIA_URL` when set (it takes
+    /// precedence), else `MEDIA_DIR`.
+    pub fn media_setting(&self) -> &'static str {
+        if self.media_url.is_some() {
+            "MEDIA_URL"
+        } else {
+            "MEDIA_DIR"
         }
     }
 
