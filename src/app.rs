@@ -12,39 +12,13 @@ use tracing::{info, warn};
 
 use imaging::media::MediaStore;
 
-use crate::api::{self, AppState, HttpLimits, MediaLinks};
+use crate::api::{self, AppState, Front, HttpLimits, MediaLinks};
 use crate::config::{BrokerKind, Config};
 use crate::consumer::ImageConsumer;
 use crate::prometheus::{self, MetricsEndpoint};
 use crate::relay::{OutboxRelay, RelayConfig};
-
-/// Why the service could not start. The message names the setting to fix.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    /// A setting is invalid or needs a cargo feature that is not compiled in.
-    #[error("{setting}: {reason}")]
-    Config {
-        /// The environment variable (and flag) at fault.
-        setting: &'static str,
-        /// What is wrong and how to fix it.
-        reason: String,
-    },
-    /// The database could not be opened or migrated.
-    #[error("DATABASE_URL: {0}")]
-    Database(#[from] mq_core::domain::RepoError),
-    /// The broker could not be reached.
-    #[error("broker: {0}")]
-    Broker(#[from] mq_core::Error),
-    /// The image pipeline could not be set up.
-    #[error("images: {0}")]
-    Imaging(#[from] imaging::ImagingError),
-    /// The Prometheus recorder could not be installed.
-    #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::InstallError),
-    /// The HTTP address could not be bound, or a directory could not be created.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-}
+pub use crate::startup::StartupError;
+use crate::startup::{Dependency, StartupWait};
 
 /// Which parts a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,12 +105,12 @@ pub async fn open_store(config: &Config) -> Result<store::Store, StartupError> {
 /// bad URL, a missing feature, a missing bucket or refused credentials fail at start.
 pub async fn open_media(config: &Config) -> Result<MediaStore, StartupError> {
     let setting = config.media_setting();
-    let failed = |reason: String| StartupError::Config { setting, reason };
+    let failed = |source| StartupError::Media { setting, source };
     let location = config
         .media_location()
         .map_err(|(setting, reason)| StartupError::Config { setting, reason })?;
-    let media = MediaStore::at(&location).map_err(|e| failed(e.to_string()))?;
-    media.check().await.map_err(|e| failed(e.to_string()))?;
+    let media = MediaStore::at(&location).map_err(failed)?;
+    media.check().await.map_err(failed)?;
     info!(%media, "media store");
     Ok(media)
 }
@@ -204,6 +178,10 @@ pub fn imaging_config(config: &Config) -> imaging::ImagingConfig {
 
 /// Starts the parts `roles` selects on the configured broker; they stop when `shutdown` is
 /// cancelled.
+///
+/// The HTTP address is bound first, so `GET /healthz` answers while start-up waits (up to
+/// `STARTUP_TIMEOUT`) for the broker, the media store and the database; `GET /readyz` answers
+/// 503 until they are up. See [`crate::startup`].
 pub async fn start(
     config: &Config,
     roles: Roles,
@@ -212,8 +190,22 @@ pub async fn start(
     if config.broker == BrokerKind::Memory && roles != Roles::ALL {
         warn!("BROKER=memory only reaches consumers in this process: run `pipeline`, or choose rabbit or kafka");
     }
-    let (publisher, subscriber) = connect_broker(config).await?;
-    start_with_broker(config, roles, publisher, subscriber, shutdown).await
+    let starting = Starting::begin(config, roles, &shutdown).await?;
+    let (publisher, subscriber) = starting
+        .wait
+        .until_up(Dependency::Broker, || connect_broker(config))
+        .await?;
+    // Some clients (Kafka) connect lazily: wait until the broker answers.
+    starting
+        .wait
+        .until_up(Dependency::Broker, || async {
+            Ok(publisher.health().await?)
+        })
+        .await?;
+    let media = starting.open_media(config).await?;
+    starting
+        .finish(config, roles, publisher, subscriber, media, shutdown)
+        .await
 }
 
 /// Like [`start`], on broker clients the caller connected (e.g. one [`MemoryBroker`] shared by
@@ -225,8 +217,11 @@ pub async fn start_with_broker(
     subscriber: Arc<dyn Subscriber>,
     shutdown: CancellationToken,
 ) -> Result<Running, StartupError> {
-    let media = open_media(config).await?;
-    start_with_parts(config, roles, publisher, subscriber, media, shutdown).await
+    let starting = Starting::begin(config, roles, &shutdown).await?;
+    let media = starting.open_media(config).await?;
+    starting
+        .finish(config, roles, publisher, subscriber, media, shutdown)
+        .await
 }
 
 /// Like [`start_with_broker`], on a media store the caller opened too (say, with its own
@@ -239,62 +234,138 @@ pub async fn start_with_parts(
     media: MediaStore,
     shutdown: CancellationToken,
 ) -> Result<Running, StartupError> {
-    let store = open_store(config).await?;
-    let mut tasks = JoinSet::new();
-    let mut http_addr = None;
-    if roles.api {
-        let relay_config = RelayConfig {
-            topic_prefix: config.topic_prefix.clone(),
-            ..RelayConfig::default()
+    Starting::begin(config, roles, &shutdown)
+        .await?
+        .finish(config, roles, publisher, subscriber, media, shutdown)
+        .await
+}
+
+/// A start in progress: the HTTP address is bound and served by a [`Front`] that answers
+/// `/healthz` while the dependencies are awaited. Dropping it (start-up failed) closes the
+/// listener.
+struct Starting {
+    tasks: JoinSet<()>,
+    front: Option<(Front, SocketAddr)>,
+    wait: StartupWait,
+}
+
+impl Starting {
+    /// Binds the address this process serves, if any: `HTTP_ADDR` for the API, `METRICS_ADDR`
+    /// for a worker-only process that has one.
+    async fn begin(
+        config: &Config,
+        roles: Roles,
+        shutdown: &CancellationToken,
+    ) -> Result<Starting, StartupError> {
+        let mut tasks = JoinSet::new();
+        let mut wait = StartupWait::new(config.startup_wait(), shutdown.clone());
+        let addr = match (roles.api, roles.worker, config.metrics_addr) {
+            (true, _, _) => Some((config.http_addr, "HTTP_ADDR")),
+            (false, true, Some(addr)) => Some((addr, "METRICS_ADDR")),
+            _ => None,
         };
-        let relay = OutboxRelay::new(Arc::new(store.clone()), publisher.clone(), relay_config);
-        let state = AppState {
-            outbox_wakeup: relay.wakeup(),
-            ..app_state(config, &store, &publisher, &media)?
-        };
-        tasks.spawn(relay.run(shutdown.clone()));
-        let app = api::router(state);
-        http_addr = Some(serve(app, config.http_addr, "HTTP_ADDR", &mut tasks, &shutdown).await?);
-    } else if let (true, Some(addr)) = (roles.worker, config.metrics_addr) {
-        let app = api::operations_router(app_state(config, &store, &publisher, &media)?);
-        http_addr = Some(serve(app, addr, "METRICS_ADDR", &mut tasks, &shutdown).await?);
+        let mut front = None;
+        if let Some((addr, setting)) = addr {
+            let served = Front::new();
+            let addr = serve(served.router(), addr, setting, &mut tasks, shutdown).await?;
+            wait = wait.reporting_to(served.clone());
+            front = Some((served, addr));
+        }
+        Ok(Starting { tasks, front, wait })
     }
 
-    if roles.worker {
-        let images = imaging::Imaging::new(imaging_config(config), media)?;
-        let consumer = ImageConsumer::new(
-            Arc::new(store.clone()),
-            Arc::new(images),
-            config.worker_max_attempts,
-        );
-        let worker = Worker::new(
-            subscriber.clone(),
-            config.products_topic(),
-            &config.consumer_group,
-            consumer,
-        )
-        .with_config(WorkerConfig {
-            concurrency: config.worker_concurrency as usize,
-            max_attempts: config.worker_max_attempts,
-            shutdown_timeout: config.shutdown_grace(),
-            ..WorkerConfig::default()
-        });
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            info!("image worker running");
-            if let Err(error) = worker.run(stop.clone()).await {
-                warn!(%error, "the image worker stopped with an error");
-                stop.cancel();
+    /// [`open_media`], waiting for a store that is not reachable yet.
+    async fn open_media(&self, config: &Config) -> Result<MediaStore, StartupError> {
+        self.wait
+            .until_up(Dependency::Media, || open_media(config))
+            .await
+    }
+
+    /// Opens the database (waiting for it), then starts the parts `roles` selects and hands the
+    /// front its real router.
+    async fn finish(
+        mut self,
+        config: &Config,
+        roles: Roles,
+        publisher: Arc<dyn Publisher>,
+        subscriber: Arc<dyn Subscriber>,
+        media: MediaStore,
+        shutdown: CancellationToken,
+    ) -> Result<Running, StartupError> {
+        let store = self
+            .wait
+            .until_up(Dependency::Database, || open_store(config))
+            .await?;
+        let tasks = &mut self.tasks;
+        if let Some((front, _)) = &self.front {
+            if roles.api {
+                let relay_config = RelayConfig {
+                    topic_prefix: config.topic_prefix.clone(),
+                    ..RelayConfig::default()
+                };
+                let relay =
+                    OutboxRelay::new(Arc::new(store.clone()), publisher.clone(), relay_config);
+                let state = AppState {
+                    outbox_wakeup: relay.wakeup(),
+                    ..app_state(config, &store, &publisher, &media)?
+                };
+                tasks.spawn(relay.run(shutdown.clone()));
+                front.open(api::router(state));
+            } else {
+                let state = app_state(config, &store, &publisher, &media)?;
+                front.open(api::operations_router(state));
             }
-        });
-    }
+        }
 
-    Ok(Running {
-        http_addr,
-        tasks,
-        publisher,
+        if roles.worker {
+            spawn_worker(config, store, subscriber.clone(), media, tasks, &shutdown)?;
+        }
+
+        Ok(Running {
+            http_addr: self.front.map(|(_, addr)| addr),
+            tasks: self.tasks,
+            publisher,
+            subscriber,
+        })
+    }
+}
+
+/// Starts the image worker on `subscriber`; it cancels `shutdown` if it stops with an error.
+fn spawn_worker(
+    config: &Config,
+    store: store::Store,
+    subscriber: Arc<dyn Subscriber>,
+    media: MediaStore,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> Result<(), StartupError> {
+    let images = imaging::Imaging::new(imaging_config(config), media)?;
+    let consumer = ImageConsumer::new(
+        Arc::new(store),
+        Arc::new(images),
+        config.worker_max_attempts,
+    );
+    let worker = Worker::new(
         subscriber,
-    })
+        config.products_topic(),
+        &config.consumer_group,
+        consumer,
+    )
+    .with_config(WorkerConfig {
+        concurrency: config.worker_concurrency as usize,
+        max_attempts: config.worker_max_attempts,
+        shutdown_timeout: config.shutdown_grace(),
+        ..WorkerConfig::default()
+    });
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        info!("image worker running");
+        if let Err(error) = worker.run(stop.clone()).await {
+            warn!(%error, "the image worker stopped with an error");
+            stop.cancel();
+        }
+    });
+    Ok(())
 }
 
 /// What the HTTP endpoints share. Installs the Prometheus recorder, so a process that serves no

@@ -135,6 +135,11 @@ pub struct Config {
     /// Seconds a stopping process waits for in-flight work before handing it back.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_timeout: u64,
+
+    /// Seconds start-up waits for a database, broker or media store that is not reachable yet
+    /// (retrying with backoff) before it gives up; 0 fails at the first refused connection.
+    #[arg(long, env = "STARTUP_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub startup_timeout: u64,
 }
 
 fn parse_public_url(raw: &str) -> Result<url::Url, String> {
@@ -191,6 +196,11 @@ impl Config {
     /// [`Config::idempotency_ttl`] as a duration.
     pub fn idempotency_ttl(&self) -> Duration {
         Duration::from_secs(self.idempotency_ttl)
+    }
+
+    /// [`Config::startup_timeout`] as a duration.
+    pub fn startup_wait(&self) -> Duration {
+        Duration::from_secs(self.startup_timeout)
     }
 
     /// [`Config::shutdown_timeout`] as a duration.

@@ -6,7 +6,8 @@
 //! - [`relay`]: the outbox relay that publishes `products.created` after each commit.
 //! - [`consumer`]: the image worker's handler (fetch, compress, store, record).
 //! - [`prometheus`]: the metrics recorder and what `GET /metrics` renders.
-//! - [`config`] and [`app`]: one configuration and the wiring the examples use.
+//! - [`config`] and [`app`]: one configuration and the wiring the examples use; [`startup`]:
+//!   start-up errors, and the wait for dependencies that are not up yet (`STARTUP_TIMEOUT`).
 //!
 //! The building blocks are re-exported: [`mq_core`] (messaging traits, in-memory broker, worker
 //! runtime, domain), [`store`] (sea-orm repositories), [`imaging`] (fetch and compress), and the
@@ -21,6 +22,7 @@ pub mod config;
 pub mod consumer;
 pub mod prometheus;
 pub mod relay;
+pub mod startup;
 
 pub use config::{BrokerKind, Config};
 pub use imaging;

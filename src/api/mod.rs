@@ -11,6 +11,7 @@
 mod auth;
 mod body;
 mod error;
+mod front;
 mod health;
 mod http_metrics;
 pub mod idempotency;
@@ -40,6 +41,7 @@ use tower_http::trace::TraceLayer;
 pub use auth::ApiToken;
 pub use body::JsonObject;
 pub use error::{ApiError, FieldError};
+pub use front::Front;
 pub use media::MediaLinks;
 pub use openapi::openapi;
 pub use trace::traceparent;

@@ -2,9 +2,11 @@
 //! brokers, with images served by a local HTTP server. Every combination runs every scenario.
 
 mod hostile_strings;
+#[cfg(all(feature = "rabbit", feature = "postgres"))]
+mod late_services;
 #[cfg(all(feature = "s3", feature = "rabbit", feature = "postgres"))]
 mod media_on_s3;
-#[cfg(all(feature = "s3", feature = "rabbit", feature = "postgres"))]
+#[cfg(all(feature = "rabbit", feature = "postgres"))]
 mod proxy;
 mod scenarios;
 mod support;
@@ -54,6 +56,32 @@ mod kafka_postgres {
         BrokerKind::Kafka,
         "KAFKA_BROKERS"
     ));
+}
+
+/// Workers started before PostgreSQL or RabbitMQ accept connections.
+#[cfg(all(feature = "rabbit", feature = "postgres"))]
+mod late_start {
+    use crate::late_services::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_worker_started_before_postgres_waits_and_then_processes() {
+        a_worker_started_first_waits_and_then_processes(Late::Postgres).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_worker_started_before_rabbitmq_waits_and_then_processes() {
+        a_worker_started_first_waits_and_then_processes(Late::Rabbit).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn with_startup_timeout_0_a_worker_fails_at_once_without_postgres() {
+        without_a_startup_timeout_a_worker_fails_at_once(Late::Postgres).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn with_startup_timeout_0_a_worker_fails_at_once_without_rabbitmq() {
+        without_a_startup_timeout_a_worker_fails_at_once(Late::Rabbit).await;
+    }
 }
 
 #[cfg(all(feature = "s3", feature = "rabbit", feature = "postgres"))]
