@@ -172,7 +172,25 @@ pub fn imaging_config(config: &Config) -> imaging::ImagingConfig {
         allow_private_hosts: config.allow_private_image_hosts,
         target_size: config.image_size,
         jpeg_quality: config.jpeg_quality,
+        memory_budget: (config.worker_memory_budget > 0).then_some(config.worker_memory_budget),
         ..imaging::ImagingConfig::default()
+    }
+}
+
+/// An image-pipeline error at start; a setting at fault is named as [`Config`] names it.
+fn imaging_error(error: imaging::ImagingError) -> StartupError {
+    match error {
+        imaging::ImagingError::Config { setting, reason } => StartupError::Config {
+            setting: match setting {
+                "memory_budget" => "WORKER_MEMORY_BUDGET",
+                "max_bytes" => "MAX_IMAGE_BYTES",
+                "target_size" => "IMAGE_SIZE",
+                "jpeg_quality" => "JPEG_QUALITY",
+                other => other,
+            },
+            reason,
+        },
+        other => other.into(),
     }
 }
 
@@ -339,7 +357,7 @@ fn spawn_worker(
     tasks: &mut JoinSet<()>,
     shutdown: &CancellationToken,
 ) -> Result<(), StartupError> {
-    let images = imaging::Imaging::new(imaging_config(config), media)?;
+    let images = imaging::Imaging::new(imaging_config(config), media).map_err(imaging_error)?;
     let consumer = ImageConsumer::new(
         Arc::new(store),
         Arc::new(images),

@@ -128,6 +128,12 @@ pub struct Config {
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub worker_concurrency: u32,
 
+    /// Memory the images in flight of one worker may hold, downloads and decode buffers
+    /// together: `512MiB`, `2GiB`, or bytes; `0` = unbounded. Half is for downloaded bytes, half
+    /// for decoding; an image that needs more than its half fails with a reason, others wait.
+    #[arg(long, env = "WORKER_MEMORY_BUDGET", default_value = "512MiB", value_parser = parse_bytes)]
+    pub worker_memory_budget: u64,
+
     /// Attempts before a product whose images keep failing transiently is recorded as failed.
     #[arg(long, env = "WORKER_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub worker_max_attempts: u32,
@@ -140,6 +146,26 @@ pub struct Config {
     /// (retrying with backoff) before it gives up; 0 fails at the first refused connection.
     #[arg(long, env = "STARTUP_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub startup_timeout: u64,
+}
+
+/// A size: a number of bytes, optionally followed by `KiB`, `MiB` or `GiB` (or `K`, `M`, `G`).
+fn parse_bytes(raw: &str) -> Result<u64, String> {
+    let raw = raw.trim();
+    let digits = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{raw}` is not a size such as 512MiB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        other => return Err(format!("unknown unit `{other}`; use KiB, MiB or GiB")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{raw}` is too large"))
 }
 
 fn parse_public_url(raw: &str) -> Result<url::Url, String> {
@@ -248,6 +274,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("--api-token"), "{error}");
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        for (raw, bytes) in [
+            ("0", 0),
+            ("1048576", 1 << 20),
+            ("512MiB", 512 << 20),
+            ("512 MiB", 512 << 20),
+            ("2GiB", 2 << 30),
+            ("64k", 64 << 10),
+        ] {
+            assert_eq!(parse_bytes(raw), Ok(bytes), "{raw}");
+        }
+        for raw in ["", "MiB", "1.5GiB", "12 parsecs", "99999999999999GiB"] {
+            assert!(parse_bytes(raw).is_err(), "{raw}");
+        }
+        let default = Config::try_parse_from(["x"]).unwrap();
+        assert_eq!(default.worker_memory_budget, 512 << 20);
     }
 
     #[test]

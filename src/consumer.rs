@@ -13,7 +13,11 @@
 //! whole message retry, until the last attempt, where it is recorded like a permanent failure.
 //! A media-store failure is never the image's fault and never recorded: the message retries,
 //! and after its last attempt it is dead-lettered with the store's reason, the product left
-//! unfinished for a redrive once the store is fixed.
+//! unfinished for a redrive once the store is fixed. A message delivered more often than
+//! `max_attempts` has killed the workers that took it before (they never settled it): it is not
+//! processed again but recorded failed and dead-lettered with that reason, so one poisonous
+//! product cannot cycle through the fleet. (The RabbitMQ backend counts deliveries; Kafka
+//! cannot, as a new consumer starts the count again.)
 
 use std::sync::Arc;
 
@@ -126,6 +130,10 @@ impl Handler for ImageConsumer {
             return Ok(());
         }
 
+        if attempt > self.max_attempts {
+            return Err(self.give_up_after_crashes(&product, attempt).await?);
+        }
+
         let last_attempt = attempt >= self.max_attempts;
         let outcomes = futures::future::join_all(
             product
@@ -175,6 +183,38 @@ impl Handler for ImageConsumer {
 }
 
 impl ImageConsumer {
+    /// A delivery numbered above `max_attempts`: in-process retries stop at `max_attempts`, so
+    /// earlier deliveries never ended, and the workers handling them died (killed for lack of
+    /// memory, say). Processing it again would likely kill this one too, and the next: records
+    /// every image as failed with the reason, and returns the permanent error that dead-letters
+    /// the message with it.
+    async fn give_up_after_crashes(
+        &self,
+        product: &mq_core::domain::Product,
+        attempt: u32,
+    ) -> Result<Error, Error> {
+        let reason = format!(
+            "not processed: delivered {attempt} times, and each earlier time the worker handling \
+             it stopped before finishing (e.g. killed for lack of memory)"
+        );
+        warn!(product_id = product.product_id, attempt, "{reason}");
+        let errors = product
+            .product_images
+            .iter()
+            .enumerate()
+            .map(|(index, url)| ImageError {
+                index: index as u32,
+                url: url.clone(),
+                reason: reason.clone(),
+            })
+            .collect();
+        self.products
+            .record_result(product.product_id, &ProcessingResult::new(vec![], errors))
+            .await
+            .map_err(repo_error)?;
+        Ok(Error::permanent(reason))
+    }
+
     /// Deletes what an earlier attempt stored with other bytes, now that the row names the new
     /// keys. Only while the row still names exactly `keys`: if a concurrent attempt on the same
     /// product recorded since, its keys are the live ones and its own cleanup runs. (An attempt
@@ -280,6 +320,32 @@ mod tests {
         reads_back(&mut repo, &["products/9/0-abc.jpg", "products/9/2-abc.jpg"]);
         let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images(Some((1, false)))), 5);
         consumer.handle(&created(9), 1).await.unwrap();
+    }
+
+    /// A message delivered more often than the worker retries (its earlier workers died on it)
+    /// is not processed again: every image is recorded failed with the reason, and the error is
+    /// permanent, so the message is dead-lettered instead of killing the next worker.
+    #[tokio::test]
+    async fn a_message_that_keeps_killing_workers_is_given_up() {
+        let mut repo = MockProductRepo::new();
+        repo.expect_mark_processing()
+            .returning(|_| Ok(Some(product(ProductStatus::Processing, 2))));
+        repo.expect_record_result()
+            .withf(|id, result| {
+                *id == 9
+                    && result.status == ProductStatus::Failed
+                    && result.compressed_product_images.is_empty()
+                    && result.image_errors.len() == 2
+                    && result.image_errors[1].reason.contains("delivered 6 times")
+            })
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let mut images = MockImageProcessor::new();
+        images.expect_process().never();
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images), 5);
+        let error = consumer.handle(&created(9), 6).await.unwrap_err();
+        assert!(!error.is_transient(), "{error}");
+        assert!(error.to_string().contains("killed"), "{error}");
     }
 
     /// Superseded objects are deleted only after the result is recorded, and with exactly the

@@ -13,6 +13,8 @@
 //! | `image_fetch_duration_seconds`, `image_compress_duration_seconds` | histogram | | the image pipeline |
 //! | `image_bytes_in_total`, `image_bytes_out_total` | counter | | the image pipeline |
 //! | `image_failures_total` | counter | `reason` | the image pipeline |
+//! | `worker_memory_budget_bytes`, `worker_memory_reserved_bytes` | gauge | `phase` | the image pipeline's memory budget |
+//! | `worker_memory_waits_total`, `worker_memory_wait_seconds` | counter, histogram | `phase` | reservations that waited for memory |
 //! | `media_put_duration_seconds` | histogram | | the media store (one upload, complete and durable) |
 //! | `media_cleanup_failures_total` | counter | | the consumer, when superseded objects could not be deleted |
 //! | `metrics_refresh_failures_total` | counter | | a scrape whose database gauges could not be refreshed |
@@ -150,6 +152,25 @@ fn describe() {
     describe_counter!(
         "metrics_refresh_failures_total",
         "Scrapes whose database gauges could not be refreshed"
+    );
+    describe_gauge!(
+        "worker_memory_budget_bytes",
+        Unit::Bytes,
+        "The image memory budget (WORKER_MEMORY_BUDGET), by phase: download or decode"
+    );
+    describe_gauge!(
+        "worker_memory_reserved_bytes",
+        Unit::Bytes,
+        "Image memory reserved now, by phase"
+    );
+    describe_counter!(
+        "worker_memory_waits_total",
+        "Image memory reservations that had to wait for others to be released, by phase"
+    );
+    describe_histogram!(
+        "worker_memory_wait_seconds",
+        Unit::Seconds,
+        "How long image memory reservations waited, by phase"
     );
 }
 

@@ -73,6 +73,30 @@ pub struct Compressed {
     pub kept_source: bool,
 }
 
+/// The most memory [`compress`] holds at once for this image, in bytes, read from its header
+/// alone (no pixel is decoded): what the worker reserves from its
+/// [`MemoryBudget`](crate::budget::MemoryBudget) before decoding. Fails like `compress` on an
+/// image that is not one or is over the dimension limits.
+///
+/// Counted: the decoded pixels and their conversion copy ([`decode::plan`]); the resizer's
+/// intermediate (rows convolved first: output width × decoded height) and output images; an
+/// oriented copy; the encoded output (at most the size of its pixels); for a JPEG that needs no
+/// resizing, the copy without metadata that may be kept instead of re-encoding.
+pub fn memory_needed(bytes: &[u8], opts: &CompressOptions) -> Result<u64, ImagingError> {
+    let plan = decode::plan(bytes, &opts.limits, Some(opts.target_size))?;
+    let (fit_w, fit_h) = fit_within(plan.probe.width, plan.probe.height, opts.target_size);
+    let channels = u64::from(plan.channels);
+    let output = u64::from(fit_w) * u64::from(fit_h) * channels;
+    let intermediate = u64::from(fit_w) * u64::from(plan.height) * channels;
+    let same_size = (fit_w, fit_h) == (plan.probe.width, plan.probe.height);
+    let kept_source = if plan.probe.jpeg.is_some() && same_size {
+        bytes.len() as u64
+    } else {
+        0
+    };
+    Ok(plan.peak_bytes + intermediate + 3 * output + kept_source)
+}
+
 /// Compresses one image held in memory.
 pub fn compress(bytes: &[u8], opts: &CompressOptions) -> Result<Compressed, ImagingError> {
     let decoded = decode::decode(bytes, &opts.limits, Some(opts.target_size))?;

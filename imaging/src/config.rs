@@ -40,7 +40,7 @@ impl OutputFormat {
 ///
 /// `Default` gives the values of the design: 25 MiB downloads, 5 s connect and 20 s total
 /// timeouts, 5 redirects, private addresses refused, 50 MP / 16384 px decode limits, output that
-/// fits inside 1024×1024 at JPEG quality 80.
+/// fits inside 1024×1024 at JPEG quality 80, a 512 MiB memory budget.
 #[derive(Debug, Clone)]
 pub struct ImagingConfig {
     /// Largest accepted download in bytes (checked against `Content-Length` and while streaming).
@@ -84,6 +84,10 @@ pub struct ImagingConfig {
     pub webp_quality: u8,
     /// Most images decoded/compressed at once; `None` = number of cores.
     pub max_concurrent_jobs: Option<usize>,
+    /// Bytes that downloads and decode buffers of all images in flight may hold together (half
+    /// each, see [`MemoryBudget`](crate::budget::MemoryBudget)); `None` = unbounded. At least
+    /// twice `max_bytes`, so that the largest download fits.
+    pub memory_budget: Option<u64>,
 }
 
 impl Default for ImagingConfig {
@@ -108,6 +112,7 @@ impl Default for ImagingConfig {
             webp: false,
             webp_quality: 80,
             max_concurrent_jobs: None,
+            memory_budget: Some(512 * 1024 * 1024),
         }
     }
 }
@@ -169,6 +174,20 @@ impl ImagingConfig {
         }
         if self.max_concurrent_jobs == Some(0) {
             return bad("max_concurrent_jobs", "must be at least 1");
+        }
+        if let Some(budget) = self.memory_budget {
+            if budget / 2 < self.max_bytes {
+                return bad(
+                    "memory_budget",
+                    format!(
+                        "{budget} bytes leave {} for downloads, less than one download of \
+                         max_bytes ({}); raise the budget to at least {} or lower max_bytes",
+                        budget / 2,
+                        self.max_bytes,
+                        2 * self.max_bytes
+                    ),
+                );
+            }
         }
         Ok(())
     }

@@ -6,8 +6,8 @@
 use std::io::Cursor;
 
 use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
-use turbojpeg::ScalingFactor;
+use image::{ColorType, DynamicImage, ImageDecoder, ImageReader, Limits};
+use turbojpeg::{Colorspace, ScalingFactor};
 
 use crate::error::ImagingError;
 use crate::format::{sniff, SourceFormat};
@@ -150,30 +150,113 @@ fn open_decoder<'a>(
 /// Sniffs the format and reads the dimensions and orientation from the header, refusing images
 /// over `limits`. Allocates no pixel buffer.
 pub fn probe(bytes: &[u8], limits: &DecodeLimits) -> Result<Probe, ImagingError> {
+    inspect(bytes, limits).map(|(probe, _)| probe)
+}
+
+/// [`probe`], and for the formats the `image` crate decodes, the colour type it decodes to.
+fn inspect(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+) -> Result<(Probe, Option<ColorType>), ImagingError> {
     let format = sniff(bytes).map_err(|detail| ImagingError::NotAnImage { detail })?;
-    let probe = if format == SourceFormat::Jpeg {
+    let (probe, color) = if format == SourceFormat::Jpeg {
         let info = jpeg::read_info(bytes)?;
-        Probe {
+        let probe = Probe {
             format,
             width: info.width,
             height: info.height,
             orientation: info.orientation,
             jpeg: Some(info),
-        }
+        };
+        (probe, None)
     } else {
         let mut decoder = open_decoder(bytes, format, limits)?;
         let (width, height) = decoder.dimensions();
         let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-        Probe {
+        let probe = Probe {
             format,
             width,
             height,
             orientation,
             jpeg: None,
-        }
+        };
+        (probe, Some(decoder.color_type()))
     };
     limits.check(probe.width, probe.height)?;
-    Ok(probe)
+    Ok((probe, color))
+}
+
+/// What [`decode`] will allocate for an image, read from its header alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodePlan {
+    /// Header information of the source.
+    pub probe: Probe,
+    /// Width of the decoded pixels (after JPEG DCT scaling).
+    pub width: u32,
+    /// Height of the decoded pixels.
+    pub height: u32,
+    /// Bytes per pixel of the decoded [`Pixels`]: 1 (gray) or 3 (RGB).
+    pub channels: u8,
+    /// The most bytes the decode holds at once: the decoder's output and, where the pixels are
+    /// converted (CMYK, 16 bits, alpha), the converted copy.
+    pub peak_bytes: u64,
+}
+
+/// Plans a [`decode`] with the same `min_long_side`, without decoding.
+pub fn plan(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    min_long_side: Option<u32>,
+) -> Result<DecodePlan, ImagingError> {
+    let (probe, color) = inspect(bytes, limits)?;
+    let (width, height, channels, per_pixel) = match (probe.jpeg, color) {
+        (Some(info), _) => {
+            let scale = jpeg_scale(&info, min_long_side);
+            let (width, height) = (
+                scale.scale(info.width as usize) as u32,
+                scale.scale(info.height as usize) as u32,
+            );
+            match info.colorspace {
+                Colorspace::Gray => (width, height, 1, 1),
+                // CMYK is decoded as such, then converted to RGB.
+                Colorspace::CMYK | Colorspace::YCCK => (width, height, 3, 4 + 3),
+                _ => (width, height, 3, 3),
+            }
+        }
+        (None, color) => {
+            let color = color.unwrap_or(ColorType::Rgba16);
+            let gray = !color.has_color();
+            let channels: u64 = if gray { 1 } else { 3 };
+            // `Pixels::from_dynamic` converts to 8 bits (a copy unless already 8-bit), then
+            // flattens alpha onto white (another copy).
+            let eight_bit = channels + u64::from(color.has_alpha());
+            let native = u64::from(color.bytes_per_pixel());
+            let converted = if native == eight_bit { 0 } else { eight_bit };
+            let flattened = if color.has_alpha() { channels } else { 0 };
+            (
+                probe.width,
+                probe.height,
+                channels as u8,
+                native + converted + flattened,
+            )
+        }
+    };
+    Ok(DecodePlan {
+        probe,
+        width,
+        height,
+        channels,
+        peak_bytes: u64::from(width) * u64::from(height) * per_pixel,
+    })
+}
+
+/// The DCT scale [`decode`] uses for a JPEG: the smallest whose long side is still at least
+/// `min_long_side`; full size for lossless JPEGs, which cannot be scaled.
+fn jpeg_scale(info: &JpegInfo, min_long_side: Option<u32>) -> ScalingFactor {
+    match min_long_side {
+        Some(target) if !info.lossless => jpeg::choose_scale(info.width, info.height, target),
+        _ => ScalingFactor::ONE,
+    }
 }
 
 /// Decodes the image. `min_long_side` allows JPEG DCT scaling: the result's long side is then
@@ -185,13 +268,7 @@ pub fn decode(
 ) -> Result<Decoded, ImagingError> {
     let probe = probe(bytes, limits)?;
     let pixels = match probe.jpeg {
-        Some(info) => {
-            let scale = match min_long_side {
-                Some(target) => jpeg::choose_scale(info.width, info.height, target),
-                None => ScalingFactor::ONE,
-            };
-            jpeg::decode_scaled(bytes, &info, scale)?
-        }
+        Some(info) => jpeg::decode_scaled(bytes, &info, jpeg_scale(&info, min_long_side))?,
         None => {
             let mut decoder = open_decoder(bytes, probe.format, limits)?;
             decoder

@@ -123,6 +123,21 @@ pub enum ImagingError {
         detail: String,
     },
 
+    /// The image needs more memory than the whole share of the worker's memory budget for one
+    /// phase ([`MemoryBudget`](crate::budget::MemoryBudget)), so it could never be processed.
+    #[error(
+        "the image needs {needed} bytes of memory to {phase}, more than the {budget} bytes the \
+         memory budget allows for that (half of WORKER_MEMORY_BUDGET); use a smaller image"
+    )]
+    OverBudget {
+        /// `download` or `decode`.
+        phase: &'static str,
+        /// Bytes the image needs.
+        needed: u64,
+        /// The phase's share of the budget.
+        budget: u64,
+    },
+
     /// Width/height/pixel count over the limits (read from the header, before decoding).
     #[error(
         "the image is too large ({width}×{height} pixels; at most {max_side} pixels a side and \
@@ -196,6 +211,7 @@ impl ImagingError {
             | ImagingError::TooLarge { .. }
             | ImagingError::NotAnImage { .. }
             | ImagingError::DimensionsTooLarge { .. }
+            | ImagingError::OverBudget { .. }
             | ImagingError::Decode { .. }
             | ImagingError::Encode { .. } => false,
         }
@@ -218,6 +234,7 @@ impl ImagingError {
             ImagingError::TooLarge { .. } => "too_large",
             ImagingError::NotAnImage { .. } => "not_an_image",
             ImagingError::DimensionsTooLarge { .. } => "dimensions_too_large",
+            ImagingError::OverBudget { .. } => "over_budget",
             ImagingError::Decode { .. } => "decode",
             ImagingError::Encode { .. } => "encode",
             ImagingError::Storage(_) => "storage",

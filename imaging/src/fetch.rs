@@ -19,6 +19,7 @@ use reqwest::redirect::{Attempt, Policy};
 use reqwest::Url;
 
 use crate::address::non_public_reason;
+use crate::budget::{MemoryBudget, Phase, Reservation};
 use crate::config::ImagingConfig;
 use crate::error::ImagingError;
 
@@ -215,9 +216,26 @@ impl Fetcher {
 
     /// Downloads `url`, retrying transient failures `fetch_retries` times with backoff.
     pub async fn fetch(&self, url: &str) -> Result<Fetched, ImagingError> {
+        let (fetched, _unbounded) = self.fetch_within(url, &MemoryBudget::unlimited()).await?;
+        Ok(fetched)
+    }
+
+    /// [`Fetcher::fetch`], holding the body's bytes as a [`Phase::Download`] reservation of
+    /// `budget`, which the caller keeps as long as it keeps the bytes.
+    ///
+    /// Before each request it reserves the per-image limit (`max_bytes`): a download can never
+    /// take more, and waiting for memory happens before the request, outside its timeout. Once the
+    /// headers arrive the reservation shrinks to the `Content-Length`, or, when the length is not
+    /// announced, to what arrived.
+    pub async fn fetch_within(
+        &self,
+        url: &str,
+        budget: &MemoryBudget,
+    ) -> Result<(Fetched, Reservation), ImagingError> {
         let mut attempt = 0;
         loop {
-            match self.fetch_once(url).await {
+            let reservation = budget.reserve(Phase::Download, self.max_bytes).await?;
+            match self.fetch_once_within(url, reservation).await {
                 Err(e) if e.is_transient() && attempt < self.retries => {
                     let delay = self.backoff * 2u32.saturating_pow(attempt);
                     tracing::debug!(%url, error = %e, ?delay, "transient fetch error, retrying");
@@ -231,6 +249,16 @@ impl Fetcher {
 
     /// Downloads `url` once, without retries.
     pub async fn fetch_once(&self, url: &str) -> Result<Fetched, ImagingError> {
+        let (fetched, _) = self.fetch_once_within(url, Reservation::none()).await?;
+        Ok(fetched)
+    }
+
+    /// Downloads `url` once into memory `reservation` holds (at least `max_bytes`).
+    async fn fetch_once_within(
+        &self,
+        url: &str,
+        mut reservation: Reservation,
+    ) -> Result<(Fetched, Reservation), ImagingError> {
         let parsed = parse_url(url)?;
         self.policy.check_url(&parsed)?;
 
@@ -255,6 +283,7 @@ impl Fetcher {
                     limit: self.max_bytes,
                 });
             }
+            reservation.shrink_to(len);
         }
         let final_url = response.url().clone();
         let content_type = response
@@ -263,11 +292,10 @@ impl Fetcher {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
 
-        let initial = response
-            .content_length()
-            .unwrap_or(64 * 1024)
-            .min(self.max_bytes);
-        let mut body = BytesMut::with_capacity(initial as usize);
+        // Sized once: growing by doubling would hold the old and the new buffer at once. An
+        // unknown length gets the whole limit, of which only the pages written become resident.
+        let capacity = response.content_length().unwrap_or(self.max_bytes);
+        let mut body = BytesMut::with_capacity(capacity as usize);
         let mut response = response;
         while let Some(chunk) = response.chunk().await.map_err(|e| self.classify(e))? {
             if body.len() as u64 + chunk.len() as u64 > self.max_bytes {
@@ -278,11 +306,13 @@ impl Fetcher {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Fetched {
+        reservation.shrink_to(body.len() as u64);
+        let fetched = Fetched {
             bytes: body.freeze(),
             final_url,
             content_type,
-        })
+        };
+        Ok((fetched, reservation))
     }
 
     /// Maps a reqwest error to an [`ImagingError`], recovering our own refusals from its chain.

@@ -7,6 +7,7 @@
 //!   limits ([`address`] decides which IPs are public);
 //! - [`format`](mod@format), [`decode`], [`jpeg`], [`pixels`], [`resize`], [`encode`], [`compress`](mod@compress): sniff,
 //!   decode with limits (JPEG DCT-scaled by libjpeg-turbo), SIMD resize, orient, encode;
+//! - [`budget`]: the memory budget that bounds downloaded bytes and decode buffers in flight;
 //! - [`media`]: the media store over object_store (local directory, memory, S3, GCS, Azure),
 //!   with deterministic content-hashed keys.
 //!
@@ -22,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod address;
+pub mod budget;
 pub mod compress;
 mod config;
 pub mod decode;

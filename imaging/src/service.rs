@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
-use crate::compress::{compress, CompressOptions, Compressed};
+use crate::budget::{MemoryBudget, Phase};
+use crate::compress::{compress, memory_needed, CompressOptions, Compressed};
 use crate::config::ImagingConfig;
 use crate::error::ImagingError;
 use crate::fetch::Fetcher;
@@ -31,6 +32,7 @@ struct Inner {
     options: CompressOptions,
     store: MediaStore,
     cpu: Arc<Semaphore>,
+    memory: MemoryBudget,
 }
 
 /// Fetches, compresses and stores product images. Cheap to clone (shared state behind an `Arc`).
@@ -39,7 +41,8 @@ struct Inner {
 /// pool, at most `max_concurrent_jobs` (default: one per core) at a time, so a huge image cannot
 /// starve the runtime or the other images. Memory per job is bounded by `max_bytes` for the
 /// download and by the decode limits (`max_pixels`, `max_decode_alloc`; JPEGs are decoded at a
-/// reduced scale).
+/// reduced scale); memory of all jobs together by the `memory_budget`
+/// ([`MemoryBudget`]): downloads and decodes wait for their share.
 #[derive(Clone)]
 pub struct Imaging {
     inner: Arc<Inner>,
@@ -65,6 +68,9 @@ impl Imaging {
                 options: CompressOptions::from(&config),
                 store: media,
                 cpu: Arc::new(Semaphore::new(config.jobs())),
+                memory: config
+                    .memory_budget
+                    .map_or_else(MemoryBudget::unlimited, MemoryBudget::new),
             }),
         })
     }
@@ -108,13 +114,22 @@ impl Imaging {
         url: &str,
     ) -> Result<StoredImage, ImagingError> {
         let started = Instant::now();
-        let fetched = self.inner.fetcher.fetch(url).await?;
+        let (fetched, download) = self
+            .inner
+            .fetcher
+            .fetch_within(url, &self.inner.memory)
+            .await?;
         metrics::histogram!("image_fetch_duration_seconds").record(started.elapsed());
         let bytes_in = fetched.bytes.len() as u64;
         metrics::counter!("image_bytes_in_total").increment(bytes_in);
         let options = self.inner.options;
+        // From the header only; the decode waits here for memory before it takes a CPU permit.
+        let needed = memory_needed(&fetched.bytes, &options)?;
+        let decode = self.inner.memory.reserve(Phase::Decode, needed).await?;
         let mut compressed = self
             .run_cpu(move || {
+                // Both reservations end with this job, when the source and pixels are freed.
+                let _memory = (download, decode);
                 // Timed on the blocking thread, so waiting for a CPU permit is not counted.
                 let started = Instant::now();
                 let compressed = compress(&fetched.bytes, &options)?;

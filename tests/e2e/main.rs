@@ -6,6 +6,7 @@ mod hostile_strings;
 mod late_services;
 #[cfg(all(feature = "s3", feature = "rabbit", feature = "postgres"))]
 mod media_on_s3;
+mod memory_budget;
 #[cfg(all(feature = "rabbit", feature = "postgres"))]
 mod proxy;
 mod scenarios;
@@ -56,6 +57,20 @@ mod kafka_postgres {
         BrokerKind::Kafka,
         "KAFKA_BROKERS"
     ));
+}
+
+/// The worker's memory budget, on the embedded defaults.
+mod memory {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn an_image_over_the_budget_fails_and_the_others_are_processed() {
+        crate::memory_budget::an_image_over_the_budget_fails_and_the_others_are_processed().await;
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn many_large_images_stay_within_the_budget() {
+        crate::memory_budget::many_large_images_stay_within_the_budget().await;
+    }
 }
 
 /// Workers started before PostgreSQL or RabbitMQ accept connections.

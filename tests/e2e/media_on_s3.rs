@@ -9,7 +9,6 @@ use imaging::media::MediaStore;
 use product_pipeline::app::Roles;
 use product_pipeline::BrokerKind;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::proxy::Proxy;
@@ -76,22 +75,6 @@ async fn assert_in_bucket(media: &MediaStore, base: &str, product: &Value) {
     );
 }
 
-/// One example binary of this build (`cargo test` builds the examples next to the tests).
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|debug| debug.join("examples").join(name))
-        .unwrap();
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test --all-features` (or scripts/test.sh), which builds the examples",
-        path.display()
-    );
-    path
-}
-
 /// A process of the stack in its own empty working directory; killed when dropped.
 struct Process {
     child: Child,
@@ -128,22 +111,9 @@ impl Process {
         Process { child, dir }
     }
 
-    /// The address the API printed (`API listening on http://...`).
+    /// The address the API printed.
     async fn api_base(&mut self) -> String {
-        let stdout = self.child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("the API starts within a minute")
-            .unwrap()
-            .expect("the API prints its address");
-        let base = line
-            .strip_prefix("API listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .to_owned();
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        base
+        printed_api_base(&mut self.child).await
     }
 
     /// Files the process left in its working directory (there must be none: nothing assumes a

@@ -17,8 +17,10 @@ use product_pipeline::{BrokerKind, Config};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-/// Serves generated JPEGs on 127.0.0.1: `/img/{w}x{h}/{name}.jpg`, `/slow/{ms}/{w}x{h}.jpg`;
-/// `/unavailable.jpg` is always a 503 (a transient failure); anything else is a 404.
+/// Serves generated JPEGs on 127.0.0.1: `/img/{w}x{h}/{name}.jpg`, `/slow/{ms}/{w}x{h}.jpg`,
+/// `/noise/{w}x{h}/{name}.jpg` (random pixels at quality 95: about 1.5 bytes a pixel, the size
+/// of a large camera file); `/unavailable.jpg` is always a 503 (a transient failure); anything
+/// else is a 404.
 pub struct ImageServer {
     pub base: String,
 }
@@ -38,6 +40,27 @@ fn jpeg(width: u32, height: u32) -> Vec<u8> {
     bytes
 }
 
+/// A JPEG of random pixels, encoded once per size (libjpeg-turbo: fast in debug builds too).
+fn noise_jpeg(width: u32, height: u32) -> bytes::Bytes {
+    static CACHE: std::sync::Mutex<Vec<((u32, u32), bytes::Bytes)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().unwrap();
+    if let Some((_, bytes)) = cache.iter().find(|(size, _)| *size == (width, height)) {
+        return bytes.clone();
+    }
+    let mut data = vec![0u8; width as usize * height as usize * 3];
+    fastrand::fill(&mut data);
+    let pixels = imaging::pixels::Pixels {
+        width,
+        height,
+        layout: imaging::pixels::Layout::Rgb,
+        data,
+    };
+    let bytes = bytes::Bytes::from(imaging::jpeg::encode(&pixels, 95).unwrap());
+    cache.push(((width, height), bytes.clone()));
+    bytes
+}
+
 fn dimensions(size: &str) -> Option<(u32, u32)> {
     let (w, h) = size.trim_end_matches(".jpg").split_once('x')?;
     Some((w.parse().ok()?, h.parse().ok()?))
@@ -52,6 +75,20 @@ impl ImageServer {
                     match dimensions(&size) {
                         Some((w, h)) => {
                             ([(header::CONTENT_TYPE, "image/jpeg")], jpeg(w, h)).into_response()
+                        }
+                        None => StatusCode::BAD_REQUEST.into_response(),
+                    }
+                }),
+            )
+            .route(
+                "/noise/{size}/{name}",
+                get(|Path((size, _name)): Path<(String, String)>| async move {
+                    match dimensions(&size) {
+                        Some((w, h)) => {
+                            let bytes = tokio::task::spawn_blocking(move || noise_jpeg(w, h))
+                                .await
+                                .unwrap();
+                            ([(header::CONTENT_TYPE, "image/jpeg")], bytes).into_response()
                         }
                         None => StatusCode::BAD_REQUEST.into_response(),
                     }
@@ -85,6 +122,10 @@ impl ImageServer {
         format!("{}/img/{width}x{height}/{name}.jpg", self.base)
     }
 
+    pub fn noise(&self, width: u32, height: u32, name: &str) -> String {
+        format!("{}/noise/{width}x{height}/{name}.jpg", self.base)
+    }
+
     pub fn slow(&self, millis: u64, width: u32, height: u32) -> String {
         format!("{}/slow/{millis}/{width}x{height}.jpg", self.base)
     }
@@ -96,6 +137,43 @@ impl ImageServer {
     pub fn unavailable(&self) -> String {
         format!("{}/unavailable.jpg", self.base)
     }
+}
+
+/// One example binary of this build (`cargo test` builds the examples next to the tests).
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(|debug| debug.join("examples").join(name))
+        .unwrap();
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --all-features` (or scripts/test.sh), which builds the examples",
+        path.display()
+    );
+    path
+}
+
+/// The address an API process printed first (`API listening on http://...`, or the pipeline's
+/// `product-pipeline listening on http://... (...)`); keeps draining
+/// its stdout afterwards so that it never blocks on a full pipe.
+pub async fn printed_api_base(child: &mut tokio::process::Child) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the API starts within a minute")
+        .unwrap()
+        .expect("the API prints its address");
+    let base = line
+        .split_once(" listening on ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_owned();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    base
 }
 
 /// Whether tests must fail (not skip) when a service is missing.
