@@ -44,6 +44,10 @@ struct Args {
     /// Size of generated images, WIDTHxHEIGHT.
     #[arg(long, default_value = "1600x1200")]
     size: String,
+    /// Generate images of random pixels at quality 95 (about 2.4 bytes a pixel, like large camera
+    /// files: 2650x2650 is about 17 MB) instead of a compressible pattern.
+    #[arg(long)]
+    noise: bool,
     /// Give up waiting for processing after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
@@ -97,12 +101,17 @@ fn load_images(args: &Args) -> Images {
     Images(
         (0..8u32)
             .map(|seed| {
+                let mut rng = fastrand::Rng::with_seed(u64::from(seed));
                 let image = image::RgbImage::from_fn(width, height, |x, y| {
+                    if args.noise {
+                        return image::Rgb([rng.u8(..), rng.u8(..), rng.u8(..)]);
+                    }
                     let v = (x.wrapping_mul(7 + seed) ^ y.wrapping_mul(3 + seed)) as u8;
                     image::Rgb([v, (x * 255 / width) as u8, (y * 255 / height) as u8])
                 });
+                let quality = if args.noise { 95 } else { 90 };
                 let mut bytes = Vec::new();
-                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
+                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality)
                     .encode_image(&image)
                     .expect("encode a generated JPEG");
                 (bytes, "image/jpeg")
@@ -155,6 +164,11 @@ async fn main() {
     let args = Args::parse();
     let images = load_images(&args);
     let image_count = images.0.len();
+    let image_bytes: usize = images.0.iter().map(|(bytes, _)| bytes.len()).sum();
+    println!(
+        "images:      {image_count} distinct, {:.1} MB on average",
+        image_bytes as f64 / image_count as f64 / 1e6
+    );
     let image_base = serve_images(images).await;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)

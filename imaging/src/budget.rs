@@ -66,7 +66,8 @@ struct Pool {
 
 impl Pool {
     fn new(phase: Phase, bytes: u64) -> Pool {
-        let units = (bytes / UNIT).min(u64::from(u32::MAX));
+        // Rounded up, so that a share of exactly `max_bytes` fits a reservation of `max_bytes`.
+        let units = bytes.div_ceil(UNIT).min(u64::from(u32::MAX));
         metrics::gauge!("worker_memory_budget_bytes", "phase" => phase.name())
             .set((units * UNIT) as f64);
         Pool {

@@ -197,8 +197,9 @@ pub struct DecodePlan {
     pub height: u32,
     /// Bytes per pixel of the decoded [`Pixels`]: 1 (gray) or 3 (RGB).
     pub channels: u8,
-    /// The most bytes the decode holds at once: the decoder's output and, where the pixels are
-    /// converted (CMYK, 16 bits, alpha), the converted copy.
+    /// The most bytes the decode holds at once: the decoder's output, where the pixels are
+    /// converted (CMYK, 16 bits, alpha) the converted copy, and for a progressive JPEG its
+    /// coefficients ([`JpegInfo::coefficient_bytes`]).
     pub peak_bytes: u64,
 }
 
@@ -209,6 +210,7 @@ pub fn plan(
     min_long_side: Option<u32>,
 ) -> Result<DecodePlan, ImagingError> {
     let (probe, color) = inspect(bytes, limits)?;
+    let coefficients = probe.jpeg.map_or(0, |info| info.coefficient_bytes());
     let (width, height, channels, per_pixel) = match (probe.jpeg, color) {
         (Some(info), _) => {
             let scale = jpeg_scale(&info, min_long_side);
@@ -246,7 +248,7 @@ pub fn plan(
         width,
         height,
         channels,
-        peak_bytes: u64::from(width) * u64::from(height) * per_pixel,
+        peak_bytes: u64::from(width) * u64::from(height) * per_pixel + coefficients,
     })
 }
 

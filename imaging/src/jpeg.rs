@@ -22,9 +22,33 @@ pub struct JpegInfo {
     pub arithmetic: bool,
     /// EXIF orientation, `NoTransforms` when absent.
     pub orientation: Orientation,
+    /// Progressive JPEG (decoded from coefficients of the whole image).
+    pub progressive: bool,
+    /// Chroma subsampling.
+    pub subsamp: Subsamp,
 }
 
 impl JpegInfo {
+    /// Bytes of DCT coefficients libjpeg-turbo holds at once while decoding: for a progressive
+    /// JPEG those of the whole image at full size, whatever the DCT scale (2 bytes each, one per
+    /// pixel of each component at its sampling, blocks padded to 16 pixels); a baseline JPEG is
+    /// decoded a few rows at a time, so 0.
+    pub fn coefficient_bytes(&self) -> u64 {
+        if !self.progressive {
+            return 0;
+        }
+        // Per pixel, in quarter bytes: 2 bytes of luma plus the chroma planes' share.
+        let quarters: u64 = match (self.is_cmyk(), self.subsamp) {
+            (true, _) => 4 * 8,
+            (false, Subsamp::Gray) => 4 * 2,
+            (false, Subsamp::Sub2x2 | Subsamp::Sub4x1) => 4 * 3,
+            (false, Subsamp::Sub2x1 | Subsamp::Sub1x2) => 4 * 4,
+            (false, _) => 4 * 6,
+        };
+        let padded = |side: u32| u64::from(side).div_ceil(16) * 16;
+        padded(self.width) * padded(self.height) * quarters / 4
+    }
+
     /// True for CMYK and YCCK images.
     pub fn is_cmyk(&self) -> bool {
         matches!(self.colorspace, Colorspace::CMYK | Colorspace::YCCK)
@@ -48,6 +72,8 @@ pub fn read_info(data: &[u8]) -> Result<JpegInfo, ImagingError> {
         lossless: h.is_lossless,
         arithmetic: h.is_arithmetic,
         orientation: exif_orientation(data).unwrap_or(Orientation::NoTransforms),
+        progressive: h.is_progressive,
+        subsamp: h.subsamp,
     })
 }
 

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 /// Serves generated JPEGs on 127.0.0.1: `/img/{w}x{h}/{name}.jpg`, `/slow/{ms}/{w}x{h}.jpg`,
-/// `/noise/{w}x{h}/{name}.jpg` (random pixels at quality 95: about 1.5 bytes a pixel, the size
+/// `/noise/{w}x{h}/{name}.jpg` (random pixels at quality 95, 4:2:0: incompressible, the size
 /// of a large camera file); `/unavailable.jpg` is always a 503 (a transient failure); anything
 /// else is a 404.
 pub struct ImageServer {
