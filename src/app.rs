@@ -285,7 +285,10 @@ impl Starting {
         let mut front = None;
         if let Some((addr, setting)) = addr {
             let served = Front::new();
-            let addr = serve(served.router(), addr, setting, &mut tasks, shutdown).await?;
+            let limits = config
+                .connection_limits(crate::server::descriptor_limit())
+                .map_err(|(setting, reason)| StartupError::Config { setting, reason })?;
+            let addr = serve(served.router(), addr, setting, limits, &mut tasks, shutdown).await?;
             wait = wait.reporting_to(served.clone());
             front = Some((served, addr));
         }
@@ -403,6 +406,9 @@ fn app_state(
         limits: HttpLimits {
             body_bytes: config.http_body_limit as usize,
             request_timeout: config.request_timeout(),
+            max_in_flight: config.http_max_in_flight as usize,
+            write_rate: config.rate_limit_writes,
+            trusted_proxies: config.trusted_proxies.clone(),
         },
         api_token: config.api_token.clone(),
         idempotency_ttl: config.idempotency_ttl(),
@@ -424,6 +430,7 @@ async fn serve(
     app: axum::Router,
     addr: SocketAddr,
     setting: &'static str,
+    limits: crate::server::ConnectionLimits,
     tasks: &mut JoinSet<()>,
     shutdown: &CancellationToken,
 ) -> Result<SocketAddr, StartupError> {
@@ -438,12 +445,7 @@ async fn serve(
     let stop = shutdown.clone();
     tasks.spawn(async move {
         info!(%addr, "HTTP listening");
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(error) = served {
-            warn!(%error, "the HTTP server stopped with an error");
-        }
+        crate::server::serve(listener, app, limits, stop).await;
     });
     Ok(addr)
 }

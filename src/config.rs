@@ -86,6 +86,36 @@ pub struct Config {
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
 
+    /// Seconds a client has to send a whole request head; also how long an idle keep-alive
+    /// connection is kept open.
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub http_header_timeout: u64,
+
+    /// Most open HTTP connections; more are closed at once. Default: three quarters of the
+    /// process's descriptor limit (`ulimit -n`), which a larger value must not exceed.
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_max_connections: Option<u64>,
+
+    /// Most open HTTP connections from one client address; default an eighth of
+    /// `HTTP_MAX_CONNECTIONS`.
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS_PER_CLIENT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_max_connections_per_client: Option<u64>,
+
+    /// Most API requests handled at once; more get 503 with `Retry-After` at once (`/healthz`,
+    /// `/readyz` and `/metrics` always answer).
+    #[arg(long, env = "HTTP_MAX_IN_FLIGHT", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_in_flight: u32,
+
+    /// Writes per second per client address, and the burst: `PER_SECOND[,BURST]`, e.g. `10,50`;
+    /// over it: 429 with `Retry-After`. Unset: unlimited.
+    #[arg(long, env = "RATE_LIMIT_WRITES")]
+    pub rate_limit_writes: Option<crate::api::WriteRate>,
+
+    /// Proxies (addresses or CIDR networks, comma-separated) whose `X-Forwarded-For` names the
+    /// client; from anyone else it is ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: crate::api::TrustedProxies,
+
     /// Where a worker-only process (the `worker` example) serves `GET /healthz`, `/readyz` and
     /// `/metrics`; unset: it serves nothing. Processes that run the API serve them on `HTTP_ADDR`.
     #[arg(long, env = "METRICS_ADDR")]
@@ -219,6 +249,34 @@ impl Config {
         Duration::from_secs(self.http_request_timeout)
     }
 
+    /// The connection limits of the HTTP server: `HTTP_MAX_CONNECTIONS` (checked against the
+    /// descriptor limit), `HTTP_MAX_CONNECTIONS_PER_CLIENT`, `HTTP_HEADER_TIMEOUT`. The error
+    /// names the setting.
+    pub fn connection_limits(
+        &self,
+        descriptors: u64,
+    ) -> Result<crate::server::ConnectionLimits, (&'static str, String)> {
+        let mut limits = crate::server::ConnectionLimits::for_descriptors(descriptors);
+        if let Some(max) = self.http_max_connections {
+            if max > descriptors {
+                return Err((
+                    "HTTP_MAX_CONNECTIONS",
+                    format!(
+                        "{max} connections need more file descriptors than the process may open \
+                         ({descriptors}, `ulimit -n`); raise the limit or lower the setting"
+                    ),
+                ));
+            }
+            limits.max_connections = max as usize;
+            limits.max_per_client = (limits.max_connections / 8).max(1);
+        }
+        if let Some(per_client) = self.http_max_connections_per_client {
+            limits.max_per_client = per_client.min(limits.max_connections as u64) as usize;
+        }
+        limits.header_timeout = Duration::from_secs(self.http_header_timeout);
+        Ok(limits)
+    }
+
     /// [`Config::idempotency_ttl`] as a duration.
     pub fn idempotency_ttl(&self) -> Duration {
         Duration::from_secs(self.idempotency_ttl)
@@ -274,6 +332,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("--api-token"), "{error}");
+    }
+
+    #[test]
+    fn connection_limits_fit_the_descriptor_limit() {
+        let default = Config::try_parse_from(["x"]).unwrap();
+        let limits = default.connection_limits(1024).unwrap();
+        assert_eq!((limits.max_connections, limits.max_per_client), (768, 96));
+        let set = Config::try_parse_from(["x", "--http-max-connections", "200"]).unwrap();
+        assert_eq!(set.connection_limits(1024).unwrap().max_per_client, 25);
+        let (setting, reason) = Config::try_parse_from(["x", "--http-max-connections", "5000"])
+            .unwrap()
+            .connection_limits(1024)
+            .unwrap_err();
+        assert_eq!(setting, "HTTP_MAX_CONNECTIONS");
+        assert!(reason.contains("ulimit -n"), "{reason}");
     }
 
     #[test]

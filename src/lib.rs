@@ -6,6 +6,7 @@
 //! - [`relay`]: the outbox relay that publishes `products.created` after each commit.
 //! - [`consumer`]: the image worker's handler (fetch, compress, store, record).
 //! - [`prometheus`]: the metrics recorder and what `GET /metrics` renders.
+//! - [`server`]: the HTTP server loop: header timeout, connection caps, graceful shutdown.
 //! - [`config`] and [`app`]: one configuration and the wiring the examples use; [`startup`]:
 //!   start-up errors, and the wait for dependencies that are not up yet (`STARTUP_TIMEOUT`).
 //!
@@ -22,6 +23,7 @@ pub mod config;
 pub mod consumer;
 pub mod prometheus;
 pub mod relay;
+pub mod server;
 pub mod startup;
 
 pub use config::{BrokerKind, Config};

@@ -15,6 +15,7 @@ mod front;
 mod health;
 mod http_metrics;
 pub mod idempotency;
+mod limits;
 mod media;
 mod openapi;
 mod products;
@@ -42,6 +43,7 @@ pub use auth::ApiToken;
 pub use body::JsonObject;
 pub use error::{ApiError, FieldError};
 pub use front::Front;
+pub use limits::{TrustedProxies, WriteRate};
 pub use media::MediaLinks;
 pub use openapi::openapi;
 pub use trace::traceparent;
@@ -102,13 +104,20 @@ impl AppState {
 /// clients typically keep retrying.
 pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Limits of the HTTP layer.
+/// Limits of the HTTP layer (those of connections are in [`crate::server`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpLimits {
     /// Largest request body in bytes (413 above it).
     pub body_bytes: usize,
     /// Longest time a request may take (408 after it).
     pub request_timeout: Duration,
+    /// Most API requests handled at once; more get 503 with `Retry-After` at once. `/healthz`,
+    /// `/readyz` and `/metrics` are not counted and always answer.
+    pub max_in_flight: usize,
+    /// Writes per client address; `None`: unlimited.
+    pub write_rate: Option<WriteRate>,
+    /// Proxies whose `X-Forwarded-For` names the client (for the write rate).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for HttpLimits {
@@ -116,6 +125,9 @@ impl Default for HttpLimits {
         Self {
             body_bytes: 256 * 1024,
             request_timeout: Duration::from_secs(30),
+            max_in_flight: 512,
+            write_rate: None,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -124,14 +136,15 @@ impl Default for HttpLimits {
 /// timeout, request tracing, HTTP metrics and, when a token is set, bearer authentication of
 /// writes.
 pub fn router(state: AppState) -> Router {
-    let routes = operations_routes()
+    let api = Router::new()
         .route("/users", post(users::create))
         .route("/users/{id}", get(users::get))
         .route("/products", post(products::create).get(products::list))
         .route("/products/{id}", get(products::get))
         .route("/openapi.json", get(openapi::serve))
         .route("/media/{*key}", get(media::serve));
-    with_layers(routes, state)
+    let api = limits::shed_load(api, state.limits.max_in_flight);
+    with_layers(operations_routes().merge(api), state)
 }
 
 /// Only `GET /healthz`, `GET /readyz` and `GET /metrics`, with the same layers as [`router`]: what
@@ -147,7 +160,8 @@ fn operations_routes() -> Router<AppState> {
         .route("/metrics", get(http_metrics::metrics))
 }
 
-/// Error-format fallbacks, body limit, timeout, authentication of writes, tracing and metrics.
+/// Error-format fallbacks, body limit, timeout, authentication of writes, write rate limits,
+/// tracing and metrics.
 fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     let limits = state.limits.clone();
     routes
@@ -167,6 +181,12 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token_for_writes,
+        ))
+        .layer(middleware::from_fn_with_state(
+            limits
+                .write_rate
+                .map(|rate| limits::WriteLimiter::new(rate, limits.trusted_proxies.clone())),
+            limits::limit_writes,
         ))
         .layer(TraceLayer::new_for_http())
         // Outermost, so that 401, 408 and 413 answers are counted too.

@@ -5,11 +5,12 @@ use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
-    ContentBuilder, HttpMethod, ObjectBuilder, OpenApi as Document, Ref, Required, ResponseBuilder,
-    Type,
+    ContentBuilder, HttpMethod, ObjectBuilder, OpenApi as Document, Ref, RefOr, Required, Response,
+    ResponseBuilder, Type,
 };
 use utoipa::{Modify, OpenApi};
 
@@ -33,7 +34,7 @@ use super::{health, http_metrics, products, schema, users};
         serve,
     ),
     components(schemas(schema::ErrorBody, super::FieldError)),
-    modifiers(&BearerToken, &MediaFiles),
+    modifiers(&BearerToken, &MediaFiles, &ServingLimits),
     tags(
         (name = "users", description = "Owners of products"),
         (name = "products", description = "Products and their processed images"),
@@ -158,6 +159,74 @@ impl Modify for MediaFiles {
         document
             .paths
             .add_path_operation("/media/{key}", vec![HttpMethod::Get], operation.build());
+    }
+}
+
+/// The answers of the serving limits, which every API route may give: 503 while
+/// `HTTP_MAX_IN_FLIGHT` requests are in flight, and on writes 429 over `RATE_LIMIT_WRITES`; both
+/// with `Retry-After`. (`/healthz`, `/readyz` and `/metrics` are exempt.)
+struct ServingLimits;
+
+impl ServingLimits {
+    const EXEMPT: [&'static str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+    fn retry_later(description: &str) -> Response {
+        ResponseBuilder::new()
+            .description(description)
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some("Seconds to wait before retrying"))
+                    .build(),
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    }
+
+    fn add(operation: &mut Operation, write: bool) {
+        let responses = &mut operation.responses.responses;
+        const OVERLOADED: &str = "Overloaded: `HTTP_MAX_IN_FLIGHT` requests are in flight";
+        let unavailable = match responses.get("503") {
+            Some(RefOr::T(existing)) => format!("{}; or {OVERLOADED}", existing.description),
+            _ => OVERLOADED.to_owned(),
+        };
+        responses.insert("503".into(), RefOr::T(Self::retry_later(&unavailable)));
+        if write {
+            responses.insert(
+                "429".into(),
+                RefOr::T(Self::retry_later(
+                    "Too many writes from this client address (`RATE_LIMIT_WRITES`)",
+                )),
+            );
+        }
+    }
+}
+
+impl Modify for ServingLimits {
+    fn modify(&self, document: &mut Document) {
+        for (path, item) in document.paths.paths.iter_mut() {
+            if Self::EXEMPT.contains(&path.as_str()) {
+                continue;
+            }
+            for operation in [&mut item.get, &mut item.head].into_iter().flatten() {
+                Self::add(operation, false);
+            }
+            let writes = [
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in writes.into_iter().flatten() {
+                Self::add(operation, true);
+            }
+        }
     }
 }
 
@@ -309,8 +378,9 @@ mod tests {
         );
     }
 
-    /// Every operation documents at least one success and one error answer, and the write routes
-    /// document 401.
+    /// Every operation documents at least one success and one error answer, the write routes
+    /// 401, and every route but the operations ones the 503 of load shedding (writes also the 429
+    /// of rate limiting), with `Retry-After`.
     #[test]
     fn every_operation_documents_its_errors() {
         let document = serde_json::to_value(openapi()).unwrap();
@@ -332,6 +402,18 @@ mod tests {
                 if method == "post" {
                     assert!(responses.contains_key("401"), "{method} {path}");
                     assert!(responses.contains_key("422"), "{method} {path}");
+                }
+                if !ServingLimits::EXEMPT.contains(&path.as_str()) {
+                    let mut limits = vec!["503"];
+                    if method == "post" {
+                        limits.push("429");
+                    }
+                    for status in limits {
+                        assert!(
+                            responses[status]["headers"]["Retry-After"].is_object(),
+                            "{method} {path} {status}"
+                        );
+                    }
                 }
             }
         }
