@@ -6,6 +6,8 @@
 //! | metric | type | labels | recorded by |
 //! |---|---|---|---|
 //! | `http_requests_total`, `http_request_duration_seconds` | counter, histogram | `method`, `route`, `status` | the API |
+//! | `http_connections_open`, `http_connections_rejected_total` | gauge, counter | `reason` (`max_connections`, `max_per_client`) | the HTTP server |
+//! | `http_requests_shed_total`, `http_requests_rate_limited_total` | counter | | load shedding, write rate limits |
 //! | `outbox_backlog_rows`, `outbox_oldest_unpublished_age_seconds` | gauge | | each scrape, from the database |
 //! | `products_by_status` | gauge | `status` | each scrape, from the database |
 //! | `messages_published_total`, `messages_publish_failures_total` | counter | `topic` | the outbox relay |
@@ -152,6 +154,19 @@ fn describe() {
     describe_counter!(
         "metrics_refresh_failures_total",
         "Scrapes whose database gauges could not be refreshed"
+    );
+    describe_gauge!("http_connections_open", "HTTP connections open now");
+    describe_counter!(
+        "http_connections_rejected_total",
+        "HTTP connections closed at once because a cap was reached, by reason: max_connections or max_per_client"
+    );
+    describe_counter!(
+        "http_requests_shed_total",
+        "API requests answered 503 because HTTP_MAX_IN_FLIGHT requests were in flight"
+    );
+    describe_counter!(
+        "http_requests_rate_limited_total",
+        "Writes answered 429 because their client was over RATE_LIMIT_WRITES"
     );
     describe_gauge!(
         "worker_memory_budget_bytes",
