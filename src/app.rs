@@ -288,7 +288,17 @@ impl Starting {
             let limits = config
                 .connection_limits(crate::server::descriptor_limit())
                 .map_err(|(setting, reason)| StartupError::Config { setting, reason })?;
-            let addr = serve(served.router(), addr, setting, limits, &mut tasks, shutdown).await?;
+            let grace = config.shutdown_grace();
+            let addr = serve(
+                served.router(),
+                addr,
+                setting,
+                limits,
+                grace,
+                &mut tasks,
+                shutdown,
+            )
+            .await?;
             wait = wait.reporting_to(served.clone());
             front = Some((served, addr));
         }
@@ -425,12 +435,13 @@ fn app_state(
 }
 
 /// Binds `addr` (the `setting` that names it, for the error) and serves `app` there until
-/// `shutdown`; returns the bound address.
+/// `shutdown`, then for up to `grace` more; returns the bound address.
 async fn serve(
     app: axum::Router,
     addr: SocketAddr,
     setting: &'static str,
     limits: crate::server::ConnectionLimits,
+    grace: std::time::Duration,
     tasks: &mut JoinSet<()>,
     shutdown: &CancellationToken,
 ) -> Result<SocketAddr, StartupError> {
@@ -445,7 +456,7 @@ async fn serve(
     let stop = shutdown.clone();
     tasks.spawn(async move {
         info!(%addr, "HTTP listening");
-        crate::server::serve(listener, app, limits, stop).await;
+        crate::server::serve(listener, app, limits, stop, grace).await;
     });
     Ok(addr)
 }

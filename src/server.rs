@@ -126,20 +126,23 @@ impl Drop for Admitted {
     }
 }
 
-/// Serves `app` on `listener` within `limits` until `shutdown` is cancelled, then waits for the
-/// open connections to finish their requests.
+/// Serves `app` on `listener` within `limits` until `shutdown` is cancelled, then waits up to
+/// `grace` for the open connections to finish their requests and closes what is left.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
     shutdown: CancellationToken,
+    grace: Duration,
 ) {
     let admission = Admission {
         limits: Arc::new(limits),
         open: Arc::default(),
     };
     let graceful = GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => break,
@@ -154,7 +157,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let admitted = match admission.admit(peer.ip()) {
+        let admitted = match admission.admit(client_key(peer.ip())) {
             Ok(admitted) => admitted,
             Err(reason) => {
                 metrics::counter!("http_connections_rejected_total", "reason" => reason)
@@ -173,14 +176,37 @@ pub async fn serve(
             .header_read_timeout(admission.limits.header_timeout)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             // Errors are the client's doing (reset, malformed, too slow): nothing to report.
             let _ = connection.await;
             drop(admitted);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // A client that stops reading its response (or trickles a body) would hold shutdown forever.
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(
+            open = connections.len(),
+            "closing the connections still open after the shutdown grace"
+        );
+    }
+    connections.shutdown().await;
+}
+
+/// The address a client is counted by: IPv4 peers of a dual-stack listener as IPv4, and IPv6
+/// peers by their /64, the block one host usually gets (so that it cannot take a fresh address
+/// for each connection).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(network.into())
+        }
+        v4 => v4,
+    }
 }
 
 #[cfg(test)]
@@ -202,16 +228,38 @@ mod tests {
             get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
         );
         let shutdown = CancellationToken::new();
-        tokio::spawn(serve(listener, app, limits, shutdown.clone()));
+        tokio::spawn(serve(
+            listener,
+            app,
+            limits,
+            shutdown.clone(),
+            Duration::from_secs(5),
+        ));
         (addr, shutdown)
     }
 
-    fn limits(max_connections: usize, max_per_client: usize) -> ConnectionLimits {
+    /// Caps with a header timeout of `header_timeout_ms`.
+    fn limits(
+        max_connections: usize,
+        max_per_client: usize,
+        header_timeout_ms: u64,
+    ) -> ConnectionLimits {
         ConnectionLimits {
-            header_timeout: Duration::from_millis(500),
+            header_timeout: Duration::from_millis(header_timeout_ms),
             max_connections,
             max_per_client,
         }
+    }
+
+    /// Long enough that no connection in a cap test is closed by the header timeout.
+    const NO_TIMEOUT: u64 = 60_000;
+
+    /// True while the server keeps the connection open (nothing to read, no EOF).
+    async fn still_open(stream: &mut TcpStream) -> bool {
+        let mut buf = [0; 64];
+        tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf))
+            .await
+            .is_err()
     }
 
     /// A connection from `from` (a loopback address).
@@ -246,7 +294,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_head_trickled_in_slowly_is_cut_off_at_the_header_timeout() {
-        let (addr, _shutdown) = start(limits(10, 10)).await;
+        let (addr, _shutdown) = start(limits(10, 10, 500)).await;
         let mut slow = TcpStream::connect(addr).await.unwrap();
         slow.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
         let started = Instant::now();
@@ -270,7 +318,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_idle_connection_is_closed() {
-        let (addr, _shutdown) = start(limits(10, 10)).await;
+        let (addr, _shutdown) = start(limits(10, 10, 500)).await;
         let mut idle = TcpStream::connect(addr).await.unwrap();
         assert!(closed_within(&mut idle, Duration::from_secs(5)).await);
         let mut kept_alive = TcpStream::connect(addr).await.unwrap();
@@ -285,10 +333,10 @@ mod tests {
 
     #[tokio::test]
     async fn one_address_cannot_take_every_connection() {
-        let (addr, _shutdown) = start(limits(4, 2)).await;
+        let (addr, _shutdown) = start(limits(4, 2, NO_TIMEOUT)).await;
         let local: IpAddr = "127.0.0.1".parse().unwrap();
         let other: IpAddr = "127.0.0.2".parse().unwrap();
-        let _held = [
+        let mut held = [
             connect_from(local, addr).await,
             connect_from(local, addr).await,
         ];
@@ -296,9 +344,15 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let mut third = connect_from(local, addr).await;
         assert!(
-            closed_within(&mut third, Duration::from_secs(2)).await,
+            closed_within(&mut third, Duration::from_millis(500)).await,
             "a third connection from the same address is closed at once"
         );
+        for stream in &mut held {
+            assert!(
+                still_open(stream).await,
+                "the connections within the cap stay open"
+            );
+        }
         let mut elsewhere = connect_from(other, addr).await;
         let answer = get_healthz(&mut elsewhere).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
@@ -310,20 +364,59 @@ mod tests {
 
     #[tokio::test]
     async fn connections_over_the_total_cap_are_closed_and_places_are_given_back() {
-        let (addr, _shutdown) = start(limits(2, 2)).await;
+        let (addr, _shutdown) = start(limits(2, 2, NO_TIMEOUT)).await;
         let local: IpAddr = "127.0.0.1".parse().unwrap();
         let other: IpAddr = "127.0.0.3".parse().unwrap();
-        let held = [
+        let mut held = [
             connect_from(local, addr).await,
             connect_from(local, addr).await,
         ];
         tokio::time::sleep(Duration::from_millis(100)).await;
         let mut over = connect_from(other, addr).await;
-        assert!(closed_within(&mut over, Duration::from_secs(2)).await);
+        assert!(closed_within(&mut over, Duration::from_millis(500)).await);
+        for stream in &mut held {
+            assert!(still_open(stream).await);
+        }
         drop(held);
         tokio::time::sleep(Duration::from_millis(100)).await;
         let mut later = connect_from(other, addr).await;
         assert!(get_healthz(&mut later).await.starts_with("HTTP/1.1 200"));
+    }
+
+    #[test]
+    fn clients_are_counted_by_ipv4_address_or_ipv6_block() {
+        let key = |raw: &str| client_key(raw.parse().unwrap()).to_string();
+        assert_eq!(key("192.0.2.1"), "192.0.2.1");
+        assert_eq!(key("::ffff:192.0.2.1"), "192.0.2.1");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2:bbbb::9"), key("2001:db8:1:2::1"));
+    }
+
+    #[tokio::test]
+    async fn shutdown_does_not_wait_past_the_grace_for_a_client_that_stops_reading() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A response far larger than the socket buffers, which this client never reads.
+        let app = Router::new().route("/big", get(|| async { vec![b'x'; 64 << 20] }));
+        let shutdown = CancellationToken::new();
+        let served = tokio::spawn(serve(
+            listener,
+            app,
+            limits(10, 10, NO_TIMEOUT),
+            shutdown.clone(),
+            Duration::from_millis(300),
+        ));
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        stalled
+            .write_all(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), served)
+            .await
+            .expect("serve returns once the grace is over")
+            .unwrap();
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! upload.
 //!
 //! CPU work is bounded by the number of cores, but bytes are not: eight products of twenty 17 MB
-//! images fetched at once hold gigabytes. So every download reserves its size before reading
-//! (the `Content-Length`, or the per-image limit while the length is unknown, shrunk to what
-//! arrived), and every decode reserves what its buffers will take, computed from the header,
-//! before decoding. A reservation that does not fit waits until others are released; one larger
+//! images fetched at once hold gigabytes. So every download reserves the per-image limit before
+//! its request, shrunk to the `Content-Length` once the headers arrive (or to what arrived, when no
+//! length is announced), and every decode reserves what its buffers will take, computed from the
+//! header, before decoding. A reservation that does not fit waits until others are released; one larger
 //! than its whole share fails the image at once ([`ImagingError::OverBudget`]) instead of
 //! waiting forever.
 //!

@@ -180,11 +180,12 @@ impl ImagingConfig {
                 return bad(
                     "memory_budget",
                     format!(
-                        "{budget} bytes leave {} for downloads, less than one download of \
-                         max_bytes ({}); raise the budget to at least {} or lower max_bytes",
+                        "{budget} bytes leave {} for downloads, less than one download of the \
+                         image size limit ({} bytes); raise the budget to at least {} or lower \
+                         the limit",
                         budget / 2,
                         self.max_bytes,
-                        2 * self.max_bytes
+                        self.max_bytes.saturating_mul(2)
                     ),
                 );
             }

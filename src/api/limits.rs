@@ -85,6 +85,7 @@ impl FromStr for TrustedProxies {
 
 impl TrustedProxies {
     fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
         self.0.iter().any(|net| net.contains(&ip))
     }
 
@@ -92,6 +93,7 @@ impl TrustedProxies {
     /// rightmost address of `X-Forwarded-For` that is not a trusted proxy (the ones to its left
     /// were written by the client and prove nothing).
     pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let peer = peer.to_canonical();
         if !self.trusts(peer) {
             return peer;
         }
@@ -105,7 +107,7 @@ impl TrustedProxies {
         for hop in hops.iter().rev() {
             match hop.trim().parse::<IpAddr>() {
                 Ok(ip) => {
-                    client = ip;
+                    client = ip.to_canonical();
                     if !self.trusts(ip) {
                         break;
                     }
@@ -175,7 +177,7 @@ pub(super) async fn limit_writes(
         return next.run(request).await;
     }
     let client = limiter.trusted.client(peer(&request), request.headers());
-    match limiter.check(client) {
+    match limiter.check(crate::server::client_key(client)) {
         Ok(()) => next.run(request).await,
         Err(retry_after) => {
             metrics::counter!("http_requests_rate_limited_total").increment(1);
@@ -257,6 +259,11 @@ mod tests {
             ip("10.1.2.3")
         );
         assert!("10.0.0.0/33".parse::<TrustedProxies>().is_err());
+        // A dual-stack listener sees IPv4 peers as IPv4-mapped IPv6.
+        assert_eq!(
+            trusted.client(ip("::ffff:10.1.2.3"), &forged),
+            ip("203.0.113.9")
+        );
     }
 
     fn write_from(client: &str) -> Request {

@@ -1,12 +1,24 @@
 //! The HTTP API: an embeddable axum [`Router`] over the repository and broker traits.
 //!
+//! Serve it with [`crate::server::serve`], which bounds what clients can hold (header timeout,
+//! connection caps) and hands each request its peer address, which the write rate limit keys on:
+//!
 //! ```no_run
 //! # async fn example(state: product_pipeline::api::AppState) -> std::io::Result<()> {
+//! use std::time::Duration;
+//! use product_pipeline::server::{self, ConnectionLimits};
+//!
 //! let app = product_pipeline::api::router(state);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, app).await
-//! # }
+//! let limits = ConnectionLimits::for_descriptors(server::descriptor_limit());
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! server::serve(listener, app, limits, shutdown, Duration::from_secs(30)).await;
+//! # Ok(()) }
 //! ```
+//!
+//! Nested in an app of your own and served by `axum::serve`, use
+//! `into_make_service_with_connect_info::<SocketAddr>()`: without the peer address every client
+//! shares one write bucket.
 
 mod auth;
 mod body;

@@ -28,6 +28,9 @@ pub(crate) fn kind(err: &DbErr) -> Kind {
         // A bad URL or an unsupported scheme is a configuration error, not an outage.
         DbErr::Conn(RuntimeErr::SqlxError(sqlx::Error::Configuration(_)))
         | DbErr::Conn(RuntimeErr::Internal(_)) => Kind::Other,
+        // The server answered and refused (wrong password, no such database): not an outage,
+        // and waiting at start-up (`STARTUP_TIMEOUT`) cannot help.
+        DbErr::Conn(RuntimeErr::SqlxError(e @ sqlx::Error::Database(_))) => sqlx_kind(e),
         DbErr::Conn(_) => Kind::Unavailable,
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
             sqlx_kind(e)

@@ -167,3 +167,24 @@ pub async fn without_a_startup_timeout_a_worker_fails_at_once(late: Late) {
         "a process that failed to start no longer listens"
     );
 }
+
+/// A server that answers and refuses (here: no such database) is not waited for, whatever
+/// `STARTUP_TIMEOUT` says: waiting cannot help.
+pub async fn a_refusing_database_fails_at_once_while_waiting_is_allowed() {
+    let Some(stack) = stack().await else { return };
+    let mut config = stack.config.clone();
+    let mut url = url::Url::parse(&config.database_url).unwrap();
+    url.set_path("/no_such_database_here");
+    config.database_url = url.to_string();
+    config.startup_timeout = 60;
+    let error = app::start(&config, Roles::WORKER, CancellationToken::new())
+        .await
+        .err()
+        .expect("a missing database does not start");
+    let message = error.to_string();
+    assert!(message.starts_with("DATABASE_URL"), "{message}");
+    assert!(
+        !message.contains("STARTUP_TIMEOUT"),
+        "a refusal was waited for as if the server were down: {message}"
+    );
+}

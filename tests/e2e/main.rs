@@ -94,6 +94,11 @@ mod late_start {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_refusing_database_fails_at_once_while_waiting_is_allowed() {
+        crate::late_services::a_refusing_database_fails_at_once_while_waiting_is_allowed().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn with_startup_timeout_0_a_worker_fails_at_once_without_rabbitmq() {
         without_a_startup_timeout_a_worker_fails_at_once(Late::Rabbit).await;
     }
