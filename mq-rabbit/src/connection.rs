@@ -33,11 +33,35 @@ const STATUS_POLL: Duration = Duration::from_millis(200);
 #[derive(Clone)]
 pub(crate) enum LinkState {
     /// Not connected (yet or any more); the last failure, if any.
-    Down(Option<String>),
+    Down(Option<Failure>),
     /// Connected.
     Up(Arc<Session>),
     /// Closed by its owner; never connects again.
     Closed,
+}
+
+/// Why the last connection attempt failed.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    /// What happened, for humans.
+    reason: String,
+    /// The broker refused (credentials, virtual host): trying again cannot help.
+    permanent: bool,
+}
+
+impl Failure {
+    fn transient(reason: impl Into<String>) -> Failure {
+        Failure {
+            reason: reason.into(),
+            permanent: false,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
 }
 
 /// One live connection with its confirm channels.
@@ -321,26 +345,35 @@ impl Link {
             loop {
                 match &*state.borrow_and_update() {
                     LinkState::Up(_) => return Ok(()),
-                    LinkState::Down(Some(reason)) => return Err(reason.clone()),
-                    LinkState::Closed => return Err("closed".to_owned()),
+                    LinkState::Down(Some(failure)) => return Err(failure.clone()),
+                    LinkState::Closed => return Err(Failure::transient("closed")),
                     LinkState::Down(None) => {}
                 }
                 if state.changed().await.is_err() {
-                    return Err("the connection supervisor stopped".to_owned());
+                    return Err(Failure::transient("the connection supervisor stopped"));
                 }
             }
         })
         .await;
         match first {
             Ok(Ok(())) => Ok(link),
-            Ok(Err(reason)) => {
+            Ok(Err(failure)) => {
                 link.closed.cancel();
-                Err(Error::Unavailable {
-                    message: format!(
-                        "cannot connect to RabbitMQ at {}: {reason}",
-                        redact(&link.config.url)
-                    ),
-                    source: None,
+                let message = format!(
+                    "cannot connect to RabbitMQ at {}: {failure}",
+                    redact(&link.config.url)
+                );
+                Err(if failure.permanent {
+                    Error::Backend {
+                        message,
+                        retry: mq_core::Retry::Permanent,
+                        source: None,
+                    }
+                } else {
+                    Error::Unavailable {
+                        message,
+                        source: None,
+                    }
                 })
             }
             Err(_) => {
@@ -469,7 +502,10 @@ async fn supervise(
             Ok(Ok(session)) => Arc::new(session),
             Ok(Err(error)) => {
                 failures += 1;
-                state.send_replace(LinkState::Down(Some(error.to_string())));
+                state.send_replace(LinkState::Down(Some(Failure {
+                    reason: error.to_string(),
+                    permanent: !error.is_transient(),
+                })));
                 debug!(%error, failures, "connecting to RabbitMQ failed");
                 if backoff(&config, failures, &closed).await {
                     break;
@@ -478,10 +514,10 @@ async fn supervise(
             }
             Err(_) => {
                 failures += 1;
-                state.send_replace(LinkState::Down(Some(format!(
+                state.send_replace(LinkState::Down(Some(Failure::transient(format!(
                     "no connection within {:?}",
                     config.connect_timeout
-                ))));
+                )))));
                 if backoff(&config, failures, &closed).await {
                     break;
                 }
@@ -496,7 +532,7 @@ async fn supervise(
         tokio::select! {
             reason = session.lost() => {
                 warn!(%reason, generation, "lost the connection to RabbitMQ; reconnecting");
-                state.send_replace(LinkState::Down(Some(reason)));
+                state.send_replace(LinkState::Down(Some(Failure::transient(reason))));
                 failures = 1;
                 if backoff(&config, failures, &closed).await {
                     break;

@@ -168,21 +168,25 @@ pub async fn without_a_startup_timeout_a_worker_fails_at_once(late: Late) {
     );
 }
 
-/// A server that answers and refuses (here: no such database) is not waited for, whatever
-/// `STARTUP_TIMEOUT` says: waiting cannot help.
-pub async fn a_refusing_database_fails_at_once_while_waiting_is_allowed() {
+/// A server that answers and refuses (PostgreSQL: no such database; RabbitMQ: a wrong
+/// password) is not waited for, whatever `STARTUP_TIMEOUT` says: waiting cannot help.
+pub async fn a_refusing_service_fails_at_once_while_waiting_is_allowed(late: Late) {
     let Some(stack) = stack().await else { return };
     let mut config = stack.config.clone();
-    let mut url = url::Url::parse(&config.database_url).unwrap();
-    url.set_path("/no_such_database_here");
-    config.database_url = url.to_string();
+    let raw = late.url(&mut config);
+    let mut url = url::Url::parse(raw).unwrap();
+    match late {
+        Late::Postgres => url.set_path("/no_such_database_here"),
+        Late::Rabbit => url.set_password(Some("not-the-password")).unwrap(),
+    }
+    *raw = url.to_string();
     config.startup_timeout = 60;
     let error = app::start(&config, Roles::WORKER, CancellationToken::new())
         .await
         .err()
-        .expect("a missing database does not start");
+        .expect("a refusing service does not start");
     let message = error.to_string();
-    assert!(message.starts_with("DATABASE_URL"), "{message}");
+    assert!(message.starts_with(late.setting()), "{message}");
     assert!(
         !message.contains("STARTUP_TIMEOUT"),
         "a refusal was waited for as if the server were down: {message}"

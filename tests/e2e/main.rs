@@ -95,7 +95,12 @@ mod late_start {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_refusing_database_fails_at_once_while_waiting_is_allowed() {
-        crate::late_services::a_refusing_database_fails_at_once_while_waiting_is_allowed().await;
+        a_refusing_service_fails_at_once_while_waiting_is_allowed(Late::Postgres).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn refused_rabbitmq_credentials_fail_at_once_while_waiting_is_allowed() {
+        a_refusing_service_fails_at_once_while_waiting_is_allowed(Late::Rabbit).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
