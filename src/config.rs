@@ -267,8 +267,7 @@ impl Config {
                     ),
                 ));
             }
-            limits.max_connections = max as usize;
-            limits.max_per_client = (limits.max_connections / 8).max(1);
+            limits = crate::server::ConnectionLimits::for_connections(max as usize);
         }
         if let Some(per_client) = self.http_max_connections_per_client {
             limits.max_per_client = per_client.min(limits.max_connections as u64) as usize;

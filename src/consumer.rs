@@ -131,7 +131,7 @@ impl Handler for ImageConsumer {
         }
 
         if attempt > self.max_attempts {
-            return Err(self.give_up_after_crashes(&product, attempt).await?);
+            return Err(self.give_up_after_crashes(&product, attempt).await);
         }
 
         let last_attempt = attempt >= self.max_attempts;
@@ -187,12 +187,12 @@ impl ImageConsumer {
     /// earlier deliveries never ended, and the workers handling them died (killed for lack of
     /// memory, say). Processing it again would likely kill this one too, and the next: records
     /// every image as failed with the reason, and returns the permanent error that dead-letters
-    /// the message with it.
+    /// the message with it (or, when recording fails, that error, so the message is retried).
     async fn give_up_after_crashes(
         &self,
         product: &mq_core::domain::Product,
         attempt: u32,
-    ) -> Result<Error, Error> {
+    ) -> Error {
         let reason = format!(
             "not processed: delivered {attempt} times, and each earlier time the worker handling \
              it stopped before finishing (e.g. killed for lack of memory)"
@@ -208,11 +208,14 @@ impl ImageConsumer {
                 reason: reason.clone(),
             })
             .collect();
-        self.products
+        match self
+            .products
             .record_result(product.product_id, &ProcessingResult::new(vec![], errors))
             .await
-            .map_err(repo_error)?;
-        Ok(Error::permanent(reason))
+        {
+            Ok(()) => Error::permanent(reason),
+            Err(error) => repo_error(error),
+        }
     }
 
     /// Deletes what an earlier attempt stored with other bytes, now that the row names the new

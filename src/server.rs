@@ -43,10 +43,15 @@ pub struct ConnectionLimits {
 
 impl ConnectionLimits {
     /// Limits for a process whose descriptor limit is `descriptors`: three quarters of it for
-    /// connections (the rest for the database, the broker and files), an eighth of those per
-    /// client address, 10 s for a request head.
+    /// connections (the rest for the database, the broker and files); see
+    /// [`ConnectionLimits::for_connections`].
     pub fn for_descriptors(descriptors: u64) -> ConnectionLimits {
-        let max_connections = (descriptors.saturating_mul(3) / 4).max(1) as usize;
+        Self::for_connections((descriptors.saturating_mul(3) / 4).max(1) as usize)
+    }
+
+    /// At most `max_connections` open connections, an eighth of them per client address, 10 s
+    /// for a request head.
+    pub fn for_connections(max_connections: usize) -> ConnectionLimits {
         ConnectionLimits {
             header_timeout: Duration::from_secs(10),
             max_connections,
@@ -220,21 +225,26 @@ mod tests {
 
     use super::*;
 
-    async fn start(limits: ConnectionLimits) -> (SocketAddr, CancellationToken) {
+    /// Serves `app` on a loopback port; the address, the shutdown token and the server task.
+    async fn serve_on_loopback(
+        app: Router,
+        limits: ConnectionLimits,
+        grace: Duration,
+    ) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let served = tokio::spawn(serve(listener, app, limits, shutdown.clone(), grace));
+        (addr, shutdown, served)
+    }
+
+    /// A `/healthz` that answers the peer's address.
+    async fn start(limits: ConnectionLimits) -> (SocketAddr, CancellationToken) {
         let app = Router::new().route(
             "/healthz",
             get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
         );
-        let shutdown = CancellationToken::new();
-        tokio::spawn(serve(
-            listener,
-            app,
-            limits,
-            shutdown.clone(),
-            Duration::from_secs(5),
-        ));
+        let (addr, shutdown, _) = serve_on_loopback(app, limits, Duration::from_secs(5)).await;
         (addr, shutdown)
     }
 
@@ -394,18 +404,10 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_does_not_wait_past_the_grace_for_a_client_that_stops_reading() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         // A response far larger than the socket buffers, which this client never reads.
         let app = Router::new().route("/big", get(|| async { vec![b'x'; 64 << 20] }));
-        let shutdown = CancellationToken::new();
-        let served = tokio::spawn(serve(
-            listener,
-            app,
-            limits(10, 10, NO_TIMEOUT),
-            shutdown.clone(),
-            Duration::from_millis(300),
-        ));
+        let (addr, shutdown, served) =
+            serve_on_loopback(app, limits(10, 10, NO_TIMEOUT), Duration::from_millis(300)).await;
         let mut stalled = TcpStream::connect(addr).await.unwrap();
         stalled
             .write_all(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")

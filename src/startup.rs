@@ -246,9 +246,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_dependency_that_comes_up_in_time_is_waited_for() {
-        let front = Front::new();
-        let wait = StartupWait::new(Duration::from_secs(60), CancellationToken::new())
-            .reporting_to(front.clone());
+        let wait = StartupWait::new(Duration::from_secs(60), CancellationToken::new());
         let tries = AtomicU32::new(0);
         let value = wait
             .until_up(Dependency::Database, || async {

@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -154,7 +154,7 @@ impl WriteLimiter {
             self.buckets.retain_recent();
         }
         self.buckets.check_key(&client).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let wait = not_until.wait_time_from(self.buckets.clock().now());
             wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
         })
     }

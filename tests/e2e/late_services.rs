@@ -97,6 +97,15 @@ async fn probe(addr: SocketAddr, path: &str) -> Option<(StatusCode, String)> {
     Some((response.status(), response.text().await.unwrap()))
 }
 
+/// The message of the error a worker on `config` fails to start with.
+async fn start_error(config: &Config) -> String {
+    app::start(config, Roles::WORKER, CancellationToken::new())
+        .await
+        .err()
+        .expect("the worker does not start")
+        .to_string()
+}
+
 pub async fn a_worker_started_first_waits_and_then_processes(late: Late) {
     let Some(stack) = stack().await else { return };
     let images = ImageServer::start().await;
@@ -153,11 +162,7 @@ pub async fn without_a_startup_timeout_a_worker_fails_at_once(late: Late) {
     let Some(stack) = stack().await else { return };
     let (mut config, _proxy) = late.behind_a_down_proxy(&stack).await;
     config.startup_timeout = 0;
-    let error = app::start(&config, Roles::WORKER, CancellationToken::new())
-        .await
-        .err()
-        .expect("a worker whose service refuses connections does not start");
-    let message = error.to_string();
+    let message = start_error(&config).await;
     assert!(message.starts_with(late.setting()), "{message}");
     assert!(message.contains("STARTUP_TIMEOUT=0"), "{message}");
     assert!(
@@ -181,11 +186,7 @@ pub async fn a_refusing_service_fails_at_once_while_waiting_is_allowed(late: Lat
     }
     *raw = url.to_string();
     config.startup_timeout = 60;
-    let error = app::start(&config, Roles::WORKER, CancellationToken::new())
-        .await
-        .err()
-        .expect("a refusing service does not start");
-    let message = error.to_string();
+    let message = start_error(&config).await;
     assert!(message.starts_with(late.setting()), "{message}");
     assert!(
         !message.contains("STARTUP_TIMEOUT"),
