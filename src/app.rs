@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use imaging::media::MediaStore;
+use product_pipeline_imaging::media::MediaStore;
 
 use crate::api::{self, AppState, Front, HttpLimits, MediaLinks};
 use crate::config::{BrokerKind, Config};
@@ -76,7 +76,7 @@ impl Running {
 }
 
 /// Opens the database (running migrations).
-pub async fn open_store(config: &Config) -> Result<store::Store, StartupError> {
+pub async fn open_store(config: &Config) -> Result<product_pipeline_store::Store, StartupError> {
     let url = config.database_url.as_str();
     let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
     if postgres && !cfg!(feature = "postgres") {
@@ -93,12 +93,12 @@ pub async fn open_store(config: &Config) -> Result<store::Store, StartupError> {
             reason: format!("`{url}` is neither a sqlite:// nor a postgres:// URL"),
         });
     }
-    let options = store::StoreOptions {
+    let options = product_pipeline_store::StoreOptions {
         max_connections: config.database_max_connections,
         schema: config.database_schema.clone(),
-        ..store::StoreOptions::default()
+        ..product_pipeline_store::StoreOptions::default()
     };
-    Ok(store::Store::connect(url, options).await?)
+    Ok(product_pipeline_store::Store::connect(url, options).await?)
 }
 
 /// Opens the media store `MEDIA_URL` (or `MEDIA_DIR`) names and checks that it answers, so a
@@ -166,30 +166,32 @@ async fn connect_kafka(
 }
 
 /// The image pipeline settings from the configuration.
-pub fn imaging_config(config: &Config) -> imaging::ImagingConfig {
-    imaging::ImagingConfig {
+pub fn imaging_config(config: &Config) -> product_pipeline_imaging::ImagingConfig {
+    product_pipeline_imaging::ImagingConfig {
         max_bytes: config.max_image_bytes,
         allow_private_hosts: config.allow_private_image_hosts,
         target_size: config.image_size,
         jpeg_quality: config.jpeg_quality,
         memory_budget: (config.worker_memory_budget > 0).then_some(config.worker_memory_budget),
-        ..imaging::ImagingConfig::default()
+        ..product_pipeline_imaging::ImagingConfig::default()
     }
 }
 
 /// An image-pipeline error at start; a setting at fault is named as [`Config`] names it.
-fn imaging_error(error: imaging::ImagingError) -> StartupError {
+fn imaging_error(error: product_pipeline_imaging::ImagingError) -> StartupError {
     match error {
-        imaging::ImagingError::Config { setting, reason } => StartupError::Config {
-            setting: match setting {
-                "memory_budget" => "WORKER_MEMORY_BUDGET",
-                "max_bytes" => "MAX_IMAGE_BYTES",
-                "target_size" => "IMAGE_SIZE",
-                "jpeg_quality" => "JPEG_QUALITY",
-                other => other,
-            },
-            reason,
-        },
+        product_pipeline_imaging::ImagingError::Config { setting, reason } => {
+            StartupError::Config {
+                setting: match setting {
+                    "memory_budget" => "WORKER_MEMORY_BUDGET",
+                    "max_bytes" => "MAX_IMAGE_BYTES",
+                    "target_size" => "IMAGE_SIZE",
+                    "jpeg_quality" => "JPEG_QUALITY",
+                    other => other,
+                },
+                reason,
+            }
+        }
         other => other.into(),
     }
 }
@@ -364,13 +366,14 @@ impl Starting {
 /// Starts the image worker on `subscriber`; it cancels `shutdown` if it stops with an error.
 fn spawn_worker(
     config: &Config,
-    store: store::Store,
+    store: product_pipeline_store::Store,
     subscriber: Arc<dyn Subscriber>,
     media: MediaStore,
     tasks: &mut JoinSet<()>,
     shutdown: &CancellationToken,
 ) -> Result<(), StartupError> {
-    let images = imaging::Imaging::new(imaging_config(config), media).map_err(imaging_error)?;
+    let images = product_pipeline_imaging::Imaging::new(imaging_config(config), media)
+        .map_err(imaging_error)?;
     let consumer = ImageConsumer::new(
         Arc::new(store),
         Arc::new(images),
@@ -403,7 +406,7 @@ fn spawn_worker(
 /// endpoint keeps no metrics.
 fn app_state(
     config: &Config,
-    store: &store::Store,
+    store: &product_pipeline_store::Store,
     publisher: &Arc<dyn Publisher>,
     media: &MediaStore,
 ) -> Result<AppState, StartupError> {

@@ -210,13 +210,19 @@ fn parse_public_url(raw: &str) -> Result<url::Url, String> {
 impl Config {
     /// Where the media store is: `MEDIA_URL`, else `MEDIA_DIR`, else `./media`. The error
     /// names the setting.
-    pub fn media_location(&self) -> Result<imaging::media::MediaLocation, (&'static str, String)> {
+    pub fn media_location(
+        &self,
+    ) -> Result<product_pipeline_imaging::media::MediaLocation, (&'static str, String)> {
         match (&self.media_url, &self.media_dir) {
             (Some(url), _) => url
                 .parse()
                 .map_err(|e| (self.media_setting(), format!("{e}"))),
-            (None, Some(dir)) => Ok(imaging::media::MediaLocation::Local(dir.clone())),
-            (None, None) => Ok(imaging::media::MediaLocation::Local(PathBuf::from("media"))),
+            (None, Some(dir)) => Ok(product_pipeline_imaging::media::MediaLocation::Local(
+                dir.clone(),
+            )),
+            (None, None) => Ok(product_pipeline_imaging::media::MediaLocation::Local(
+                PathBuf::from("media"),
+            )),
         }
     }
 

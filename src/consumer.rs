@@ -53,19 +53,19 @@ pub trait ImageProcessor: Send + Sync {
 }
 
 #[async_trait]
-impl ImageProcessor for imaging::Imaging {
+impl ImageProcessor for product_pipeline_imaging::Imaging {
     async fn process(
         &self,
         product_id: i64,
         index: u32,
         url: &str,
     ) -> Result<String, ImageFailure> {
-        imaging::Imaging::process(self, product_id, index, url)
+        product_pipeline_imaging::Imaging::process(self, product_id, index, url)
             .await
             .map(|stored| stored.key)
             .map_err(|error| ImageFailure {
                 transient: error.is_transient(),
-                media_store: matches!(error, imaging::ImagingError::Storage(_)),
+                media_store: matches!(error, product_pipeline_imaging::ImagingError::Storage(_)),
                 reason: error.to_string(),
             })
     }

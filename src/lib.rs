@@ -10,9 +10,11 @@
 //! - [`config`] and [`app`]: one configuration and the wiring the examples use; [`startup`]:
 //!   start-up errors, and the wait for dependencies that are not up yet (`STARTUP_TIMEOUT`).
 //!
-//! The building blocks are re-exported: [`mq_core`] (messaging traits, in-memory broker, worker
-//! runtime, domain), [`store`] (sea-orm repositories), [`imaging`] (fetch and compress), and the
-//! broker backends behind the `rabbit` and `kafka` features.
+//! The building blocks are re-exported, so that one dependency on this crate reaches them all:
+//! [`mq_core`] (messaging traits, in-memory broker, worker runtime, domain), [`store`] (the
+//! `product-pipeline-store` crate: sea-orm repositories), [`imaging`] (the
+//! `product-pipeline-imaging` crate: fetch, compress, media store), and the broker backends behind
+//! the `rabbit` and `kafka` features.
 #![warn(missing_docs)]
 
 pub mod api;
@@ -27,10 +29,10 @@ pub mod server;
 pub mod startup;
 
 pub use config::{BrokerKind, Config};
-pub use imaging;
 pub use mq_core;
 #[cfg(feature = "kafka")]
 pub use mq_kafka;
 #[cfg(feature = "rabbit")]
 pub use mq_rabbit;
-pub use store;
+pub use product_pipeline_imaging as imaging;
+pub use product_pipeline_store as store;

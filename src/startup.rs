@@ -40,11 +40,11 @@ pub enum StartupError {
         /// `MEDIA_URL` or `MEDIA_DIR`, whichever named the store.
         setting: &'static str,
         /// What went wrong.
-        source: imaging::media::MediaError,
+        source: product_pipeline_imaging::media::MediaError,
     },
     /// The image pipeline could not be set up.
     #[error("images: {0}")]
-    Imaging(#[from] imaging::ImagingError),
+    Imaging(#[from] product_pipeline_imaging::ImagingError),
     /// The Prometheus recorder could not be installed.
     #[error("metrics: {0}")]
     Metrics(#[from] crate::prometheus::InstallError),

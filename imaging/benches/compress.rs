@@ -2,7 +2,7 @@
 //! `imaging` (our pipeline) vs `image_crate` (decode + Lanczos3 + encode with `image` alone) vs
 //! `huffman_floor` (DCT-scaled decode at 1/8, the lower bound).
 //!
-//! `cargo bench -p imaging --bench compress` (add `-- imaging` to run only ours).
+//! `cargo bench -p product-pipeline-imaging --bench compress` (add `-- imaging` to run only ours).
 //! The comparison with libvips (CPU time of a child process) is in `--bench vs_vips`.
 
 mod support;
@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use imaging::{compress, CompressOptions};
+use product_pipeline_imaging::{compress, CompressOptions};
 
 fn bench(c: &mut Criterion) {
     let gen_dir = std::env::temp_dir().join("imaging-bench-inputs");

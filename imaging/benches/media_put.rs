@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! eval "$(scripts/s3.sh start && scripts/s3.sh env)"
-//! cargo bench -p imaging --features s3 --bench media_put
+//! cargo bench -p product-pipeline-imaging --features s3 --bench media_put
 //! ```
 //!
 //! Without `MEDIA_TEST_S3_URL` only the local directory and memory stores are measured.
@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use imaging::media::{image_key, MediaStore};
-use imaging::object_store::path::Path;
-use imaging::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use imaging::OutputFormat;
+use product_pipeline_imaging::media::{image_key, MediaStore};
+use product_pipeline_imaging::object_store::path::Path;
+use product_pipeline_imaging::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use product_pipeline_imaging::OutputFormat;
 
 /// A typical compressed image (a 1024 px JPEG at q80 is 100–250 KB).
 const IMAGE_BYTES: usize = 150 * 1024;

@@ -4,8 +4,8 @@
 //! Lanczos3 reference, so speed is not bought with quality.
 //!
 //! ```text
-//! cargo bench -p imaging --bench vs_vips                       # wallpapers + generated photos
-//! cargo bench -p imaging --bench vs_vips -- --reps 20 a.jpg b.jpg
+//! cargo bench -p product-pipeline-imaging --bench vs_vips                       # wallpapers + generated photos
+//! cargo bench -p product-pipeline-imaging --bench vs_vips -- --reps 20 a.jpg b.jpg
 //! ```
 //!
 //! CPU time is measured with `CLOCK_THREAD_CPUTIME_ID` for in-process work and
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use image::imageops::FilterType;
-use imaging::{compress, CompressOptions};
+use product_pipeline_imaging::{compress, CompressOptions};
 
 fn thread_cpu_ms() -> f64 {
     let mut ts = libc::timespec {
@@ -109,7 +109,7 @@ fn main() {
     let tiny = work.join("tiny.jpg");
     std::fs::write(
         &tiny,
-        imaging::jpeg::encode(&support::generated_photo(16, 16), 80).unwrap(),
+        product_pipeline_imaging::jpeg::encode(&support::generated_photo(16, 16), 80).unwrap(),
     )
     .unwrap();
     let startup = (0..3)

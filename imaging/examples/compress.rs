@@ -1,7 +1,7 @@
 //! Compress local image files the way the worker does, and report sizes and timings.
 //!
 //! ```text
-//! cargo run --release -p imaging --example compress -- <files or dirs>... --out <dir>
+//! cargo run --release -p product-pipeline-imaging --example compress -- <files or dirs>... --out <dir>
 //!     [--size 1024] [--quality 80] [--catmull-rom] [--webp]
 //! ```
 //!
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use imaging::{compress, CompressOptions, ImagingConfig, ResizeFilter};
+use product_pipeline_imaging::{compress, CompressOptions, ImagingConfig, ResizeFilter};
 
 const USAGE: &str = "usage: compress <files or dirs>... --out <dir> [--size N] [--quality Q] \
                      [--catmull-rom] [--webp]";

@@ -16,7 +16,7 @@
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! use imaging::budget::{MemoryBudget, Phase};
+//! use product_pipeline_imaging::budget::{MemoryBudget, Phase};
 //!
 //! let budget = MemoryBudget::new(64 << 20); // 32 MiB for downloads, 32 MiB for decodes
 //! let held = budget.reserve(Phase::Download, 20 << 20).await.unwrap();

@@ -12,8 +12,8 @@
 //!   with deterministic content-hashed keys.
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), imaging::ImagingError> {
-//! use imaging::{media::MediaStore, Imaging, ImagingConfig};
+//! # async fn run() -> Result<(), product_pipeline_imaging::ImagingError> {
+//! use product_pipeline_imaging::{media::MediaStore, Imaging, ImagingConfig};
 //! let media = MediaStore::from_url("./media")?;
 //! let imaging = Imaging::new(ImagingConfig::default(), media)?;
 //! let stored = imaging.process(42, 0, "https://example.com/photo.jpg").await?;

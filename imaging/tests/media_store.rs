@@ -1,8 +1,8 @@
-//! The media-store suite (`imaging::media::suite`) against every store this build has: a local
+//! The media-store suite (`product_pipeline_imaging::media::suite`) against every store this build has: a local
 //! directory, memory, and S3 when `MEDIA_TEST_S3_URL` names a bucket (scripts/s3.sh starts a
 //! SeaweedFS server for it; `REQUIRE_SERVICES=1` turns a missing one into a failure).
 
-use imaging::media::{suite, MediaStore};
+use product_pipeline_imaging::media::{suite, MediaStore};
 
 #[tokio::test]
 async fn local_directory() {
@@ -41,7 +41,10 @@ async fn s3_missing_bucket_is_permanent() {
     let error = media.check().await.unwrap_err();
     assert!(!error.is_transient(), "{error}");
     assert!(
-        matches!(error, imaging::media::MediaError::Store { .. }),
+        matches!(
+            error,
+            product_pipeline_imaging::media::MediaError::Store { .. }
+        ),
         "{error:?}"
     );
     assert!(error.to_string().contains("MEDIA_URL"), "{error}");

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
 use image::{DynamicImage, ImageBuffer, Luma, Rgba};
-use imaging::compress::{compress, memory_needed, CompressOptions};
+use product_pipeline_imaging::compress::{compress, memory_needed, CompressOptions};
 
 /// The system allocator, counting bytes in use and their peak.
 struct Counting;
@@ -119,7 +119,7 @@ fn progressive_jpegs_count_their_coefficients() {
         c.set_progressive(true).unwrap();
         c.compress_to_vec(turbojpeg_image(&pixels)).unwrap()
     };
-    let info = imaging::jpeg::read_info(&progressive).unwrap();
+    let info = product_pipeline_imaging::jpeg::read_info(&progressive).unwrap();
     assert!(info.progressive);
     // 4:2:0: 1.5 coefficients a pixel, 2 bytes each.
     assert_eq!(info.coefficient_bytes(), 3008 * 2000 * 3);
@@ -129,7 +129,7 @@ fn progressive_jpegs_count_their_coefficients() {
     assert_eq!(extra, info.coefficient_bytes());
 }
 
-fn turbojpeg_image(pixels: &imaging::pixels::Pixels) -> turbojpeg::Image<&[u8]> {
+fn turbojpeg_image(pixels: &product_pipeline_imaging::pixels::Pixels) -> turbojpeg::Image<&[u8]> {
     turbojpeg::Image {
         pixels: pixels.data.as_slice(),
         width: pixels.width as usize,

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use image::{DynamicImage, GenericImageView, RgbImage, RgbaImage};
-use imaging::media::MediaStore;
-use imaging::{Imaging, ImagingConfig, ImagingError, StoredImage};
+use product_pipeline_imaging::media::MediaStore;
+use product_pipeline_imaging::{Imaging, ImagingConfig, ImagingError, StoredImage};
 
 struct Env {
     server: TestServer,
@@ -544,7 +544,7 @@ async fn huge_png_header_is_refused_before_decoding() {
 async fn cmyk_jpeg_is_converted_to_rgb() {
     let env = Env::new().await;
     let src = cmyk_jpeg(64, 32);
-    let info = imaging::jpeg::read_info(&src).unwrap();
+    let info = product_pipeline_imaging::jpeg::read_info(&src).unwrap();
     assert!(info.is_cmyk(), "{info:?}");
     env.server
         .route("/cmyk.jpg", Reply::image("image/jpeg", src));
@@ -554,7 +554,7 @@ async fn cmyk_jpeg_is_converted_to_rgb() {
         .unwrap();
     assert_eq!((stored.width, stored.height), (64, 32));
     let out = env.read(&stored);
-    let out_info = imaging::jpeg::read_info(&out).unwrap();
+    let out_info = product_pipeline_imaging::jpeg::read_info(&out).unwrap();
     assert!(!out_info.is_cmyk(), "output must be RGB: {out_info:?}");
     let img = decode(&out);
     assert_close(rgb_at(&img, 8, 16), [255, 0, 0], 40, "red half");
@@ -574,7 +574,7 @@ async fn exif_orientation_is_applied() {
         .unwrap();
     assert_eq!((stored.width, stored.height), (32, 64), "dimensions swap");
     let out = env.read(&stored);
-    assert_eq!(imaging::jpeg::exif_orientation(&out), None);
+    assert_eq!(product_pipeline_imaging::jpeg::exif_orientation(&out), None);
     let img = decode(&out);
     assert_eq!(img.dimensions(), (32, 64));
     // After a clockwise turn the left (red) half is on top.
@@ -691,8 +691,8 @@ async fn small_jpeg_never_grows() {
     // Same pixels as the source (no generation loss), metadata gone.
     assert_eq!(out, plain, "the source minus its EXIF segment is kept");
     // Sanity: a q80 re-encode really would have been bigger.
-    let reencoded = imaging::jpeg::encode(
-        &imaging::decode::decode(&src, &Default::default(), None)
+    let reencoded = product_pipeline_imaging::jpeg::encode(
+        &product_pipeline_imaging::decode::decode(&src, &Default::default(), None)
             .unwrap()
             .pixels,
         80,
@@ -718,7 +718,9 @@ async fn grayscale_sixteen_bit_and_webp_inputs() {
     assert_eq!((stored.width, stored.height), (40, 30));
     let out = env.read(&stored);
     assert_eq!(
-        imaging::jpeg::read_info(&out).unwrap().colorspace,
+        product_pipeline_imaging::jpeg::read_info(&out)
+            .unwrap()
+            .colorspace,
         turbojpeg::Colorspace::Gray,
         "gray stays gray"
     );

@@ -395,7 +395,7 @@ mod tests {
         AppState::new(
             Arc::new(mq_core::domain::MockUserRepo::new()),
             repo,
-            imaging::media::MediaStore::in_memory(),
+            product_pipeline_imaging::media::MediaStore::in_memory(),
         )
     }
 }

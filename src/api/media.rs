@@ -13,9 +13,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use http_range_header::{EndPosition, StartPosition, SyntacticallyCorrectRange};
-use imaging::media::{content_type, served_key, MediaError, IMMUTABLE};
-use imaging::object_store::path::Path;
-use imaging::object_store::{GetOptions, GetRange};
+use product_pipeline_imaging::media::{content_type, served_key, MediaError, IMMUTABLE};
+use product_pipeline_imaging::object_store::path::Path;
+use product_pipeline_imaging::object_store::{GetOptions, GetRange};
 
 use super::{ApiError, AppState};
 
@@ -269,12 +269,12 @@ mod route_tests {
     use bytes::Bytes;
     use futures::stream::BoxStream;
     use http_body_util::BodyExt;
-    use imaging::media::MediaStore;
-    use imaging::object_store::{
+    use mq_core::domain::{MockProductRepo, MockUserRepo};
+    use product_pipeline_imaging::media::MediaStore;
+    use product_pipeline_imaging::object_store::{
         self, CopyOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
         PutMultipartOptions, PutOptions, PutPayload, PutResult,
     };
-    use mq_core::domain::{MockProductRepo, MockUserRepo};
     use tower::ServiceExt;
 
     use super::*;

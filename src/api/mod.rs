@@ -61,7 +61,7 @@ pub use openapi::openapi;
 pub use trace::traceparent;
 
 use crate::prometheus::MetricsEndpoint;
-use imaging::media::MediaStore;
+use product_pipeline_imaging::media::MediaStore;
 
 /// What the handlers share.
 #[derive(Clone)]

@@ -254,14 +254,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/openapi.db", dir.path().display());
         let store = Arc::new(
-            store::Store::connect(&url, store::StoreOptions::default())
-                .await
-                .unwrap(),
+            product_pipeline_store::Store::connect(
+                &url,
+                product_pipeline_store::StoreOptions::default(),
+            )
+            .await
+            .unwrap(),
         );
         let state = AppState::new(
             store.clone(),
             store,
-            imaging::media::MediaStore::in_memory(),
+            product_pipeline_imaging::media::MediaStore::in_memory(),
         );
         (router(state), dir)
     }

@@ -19,7 +19,7 @@ fn state(products: MockProductRepo, publisher: MockPublisher) -> AppState {
         ..AppState::new(
             Arc::new(MockUserRepo::new()),
             Arc::new(products),
-            imaging::media::MediaStore::in_memory(),
+            product_pipeline_imaging::media::MediaStore::in_memory(),
         )
     }
 }

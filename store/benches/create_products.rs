@@ -3,7 +3,7 @@
 //! ends with `pgbench` executing the same two-insert transaction on the same server.
 //!
 //! ```text
-//! DATABASE_URL=postgres://root@127.0.0.1:5432/test cargo bench -p store --bench create_products
+//! DATABASE_URL=postgres://root@127.0.0.1:5432/test cargo bench -p product-pipeline-store --bench create_products
 //! ```
 //!
 //! Without `DATABASE_URL` only SQLite is measured. `STORE_BENCH_NO_PING=1` turns off
@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mq_core::domain::{NewProduct, NewUser, ProductRepo, UserRepo};
+use product_pipeline_store::{Store, StoreOptions};
 use sea_orm::{ConnectionTrait, Database};
-use store::{Store, StoreOptions};
 
 /// Concurrent writers in the pooled case.
 const POOL: usize = 8;

@@ -7,7 +7,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), mq_core::domain::RepoError> {
 //! use mq_core::domain::ProductRepo;
-//! use store::{Store, StoreOptions};
+//! use product_pipeline_store::{Store, StoreOptions};
 //!
 //! // Connects and applies pending migrations.
 //! let store = Store::connect("sqlite://data/pipeline.db", StoreOptions::default()).await?;

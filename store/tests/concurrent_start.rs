@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use product_pipeline_store::{Store, StoreOptions};
 use sea_orm::{ConnectionTrait, Statement};
-use store::{Store, StoreOptions};
 
 const STORES: usize = 8;
 const ROUNDS: usize = 12;

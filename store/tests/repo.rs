@@ -16,13 +16,13 @@ use mq_core::domain::{
     ProcessingResult, Product, ProductFilter, ProductRepo, ProductStatus, RepoError, User,
     UserRepo, PRODUCTS_CREATED_TOPIC,
 };
+use product_pipeline_store::entities::{idempotency_key, outbox, product, user};
+use product_pipeline_store::{Store, StoreOptions};
 use rust_decimal::Decimal;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
     QueryFilter, Set, Statement, TransactionTrait,
 };
-use store::entities::{idempotency_key, outbox, product, user};
-use store::{Store, StoreOptions};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -883,7 +883,9 @@ async fn unavailable_after_close(ctx: TestCtx) {
 async fn migrations_are_idempotent(ctx: TestCtx) {
     let store = ctx.store;
     let user_id = user(&store, "5550113").await;
-    store::migrate(store.connection()).await.unwrap();
+    product_pipeline_store::migrate(store.connection())
+        .await
+        .unwrap();
     // A second process starting on the same database.
     let other = Store::connect(&ctx.url, ctx.options.clone()).await.unwrap();
     assert!(other.get_user(user_id).await.unwrap().is_some());

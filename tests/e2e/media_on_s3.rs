@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use imaging::media::MediaStore;
 use product_pipeline::app::Roles;
 use product_pipeline::BrokerKind;
+use product_pipeline_imaging::media::MediaStore;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
@@ -36,7 +36,7 @@ async fn assert_in_bucket(media: &MediaStore, base: &str, product: &Value) {
     assert_eq!(urls.len(), recorded.len(), "{product}");
     for (key, url) in recorded.iter().zip(urls) {
         assert_eq!(url.as_str().unwrap(), format!("/media/{key}"));
-        let path = imaging::object_store::path::Path::parse(key).unwrap();
+        let path = product_pipeline_imaging::object_store::path::Path::parse(key).unwrap();
         let stored = media
             .get(&path, Default::default())
             .await

@@ -10,10 +10,10 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use imaging::media::MediaStore;
 use mq_core::{Error, Message, Publisher, Subscriber};
 use product_pipeline::app::{self, Roles, Running};
 use product_pipeline::{BrokerKind, Config};
+use product_pipeline_imaging::media::MediaStore;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -50,13 +50,13 @@ fn noise_jpeg(width: u32, height: u32) -> bytes::Bytes {
     }
     let mut data = vec![0u8; width as usize * height as usize * 3];
     fastrand::fill(&mut data);
-    let pixels = imaging::pixels::Pixels {
+    let pixels = product_pipeline_imaging::pixels::Pixels {
         width,
         height,
-        layout: imaging::pixels::Layout::Rgb,
+        layout: product_pipeline_imaging::pixels::Layout::Rgb,
         data,
     };
-    let bytes = bytes::Bytes::from(imaging::jpeg::encode(&pixels, 95).unwrap());
+    let bytes = bytes::Bytes::from(product_pipeline_imaging::jpeg::encode(&pixels, 95).unwrap());
     cache.push(((width, height), bytes.clone()));
     bytes
 }
@@ -314,7 +314,7 @@ impl Stack {
 
     /// The bytes stored under `key`.
     pub async fn read_media(&self, key: &str) -> bytes::Bytes {
-        let path = imaging::object_store::path::Path::parse(key).unwrap();
+        let path = product_pipeline_imaging::object_store::path::Path::parse(key).unwrap();
         let object = self
             .media
             .get(&path, Default::default())

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use image::codecs::jpeg::JpegEncoder;
 use image::imageops::FilterType;
-use imaging::pixels::{Layout, Pixels};
+use product_pipeline_imaging::pixels::{Layout, Pixels};
 use turbojpeg::{Decompressor, Image, PixelFormat, ScalingFactor};
 
 /// The 5120×2880 JPEG wallpapers of Debian's `plasma-workspace-wallpapers`, when installed.
@@ -66,7 +66,8 @@ pub fn generated_jpegs(dir: &Path) -> Vec<PathBuf> {
         .map(|(w, h)| {
             let p = dir.join(format!("generated-{w}x{h}.jpg"));
             if !p.exists() {
-                let jpeg = imaging::jpeg::encode(&generated_photo(w, h), 90).unwrap();
+                let jpeg =
+                    product_pipeline_imaging::jpeg::encode(&generated_photo(w, h), 90).unwrap();
                 std::fs::write(&p, jpeg).unwrap();
             }
             p

@@ -26,7 +26,7 @@ pub const PRODUCTS_PREFIX: &str = "products";
 /// `products/<product_id>/<index>-<hash>.<ext>` for `data`.
 ///
 /// ```
-/// use imaging::{media::image_key, OutputFormat};
+/// use product_pipeline_imaging::{media::image_key, OutputFormat};
 /// let key = image_key(42, 3, b"jpeg bytes", OutputFormat::Jpeg);
 /// assert!(key.starts_with("products/42/3-") && key.ends_with(".jpg"));
 /// assert_eq!(key, image_key(42, 3, b"jpeg bytes", OutputFormat::Jpeg));
@@ -56,7 +56,7 @@ pub fn product_prefix(product_id: i64) -> String {
 /// letters, digits, `-`, `_`, `.` and `/` (so no `%2F`, `\`, spaces or control characters).
 ///
 /// ```
-/// use imaging::media::served_key;
+/// use product_pipeline_imaging::media::served_key;
 /// assert!(served_key("products/1/0-3f2a9c0d1e2f3a4b.jpg").is_some());
 /// assert!(served_key("products/1/../../etc/passwd").is_none());
 /// assert!(served_key("products%2F1%2F0.jpg").is_none());

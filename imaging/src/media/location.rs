@@ -99,7 +99,7 @@ impl std::str::FromStr for MediaLocation {
     /// Parses a plain path, `file://`, `memory://`, `s3://`, `gs://` or `az://` URL.
     ///
     /// ```
-    /// use imaging::media::MediaLocation;
+    /// use product_pipeline_imaging::media::MediaLocation;
     /// let s3: MediaLocation = "s3://shop-images/media".parse().unwrap();
     /// assert_eq!(s3.to_string(), "s3://shop-images/media");
     /// assert!("ftp://host/x".parse::<MediaLocation>().is_err());

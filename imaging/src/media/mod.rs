@@ -18,9 +18,9 @@
 //!   bucket or refused credentials are permanent and say to check `MEDIA_URL`.
 //!
 //! ```
-//! # async fn run() -> Result<(), imaging::media::MediaError> {
-//! use imaging::media::{image_key, MediaStore};
-//! use imaging::OutputFormat;
+//! # async fn run() -> Result<(), product_pipeline_imaging::media::MediaError> {
+//! use product_pipeline_imaging::media::{image_key, MediaStore};
+//! use product_pipeline_imaging::OutputFormat;
 //!
 //! let media = MediaStore::from_url("memory://")?;
 //! media.check().await?;

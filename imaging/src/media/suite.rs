@@ -4,8 +4,8 @@
 //!
 //! ```no_run
 //! # async fn run() {
-//! let media = imaging::media::MediaStore::from_url("memory://").unwrap();
-//! imaging::media::suite::all(&media).await;
+//! let media = product_pipeline_imaging::media::MediaStore::from_url("memory://").unwrap();
+//! product_pipeline_imaging::media::suite::all(&media).await;
 //! # }
 //! ```
 //!

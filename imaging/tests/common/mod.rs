@@ -10,8 +10,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, Request, Response, StatusCode};
 use image::{DynamicImage, ImageEncoder, RgbImage, RgbaImage};
-use imaging::pixels::{Layout, Pixels};
-use imaging::ImagingConfig;
+use product_pipeline_imaging::pixels::{Layout, Pixels};
+use product_pipeline_imaging::ImagingConfig;
 
 /// What the server answers on one path.
 #[derive(Clone, Debug)]
@@ -251,7 +251,7 @@ pub fn photo_rgb(width: u32, height: u32) -> Pixels {
 
 /// A JPEG of a photo-like image.
 pub fn photo_jpeg(width: u32, height: u32, quality: u8) -> Vec<u8> {
-    imaging::jpeg::encode(&photo_rgb(width, height), quality).unwrap()
+    product_pipeline_imaging::jpeg::encode(&photo_rgb(width, height), quality).unwrap()
 }
 
 /// PNG of `img`.

@@ -17,5 +17,10 @@ pub use product::{
 pub use repo::{OutboxRepo, ProductRepo, RepoError, UserRepo};
 pub use user::{NewUser, User};
 
+/// The types of the domain's public fields, re-exported so that code building or reading them
+/// needs no `rust_decimal` or `chrono` dependency of its own, nor one whose version must match.
+pub use chrono::{DateTime, Utc};
+pub use rust_decimal::Decimal;
+
 #[cfg(feature = "mock")]
 pub use repo::{MockOutboxRepo, MockProductRepo, MockUserRepo};

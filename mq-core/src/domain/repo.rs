@@ -45,8 +45,8 @@ impl RepoError {
 
 /// Users.
 ///
-/// Implemented by `store::Store`; with the `mock` feature, `MockUserRepo` lets you unit-test code
-/// that takes `&dyn UserRepo`:
+/// Implemented by `product_pipeline_store::Store`; with the `mock` feature, `MockUserRepo` lets
+/// you unit-test code that takes `&dyn UserRepo`:
 ///
 /// ```
 /// # #[cfg(feature = "mock")]
@@ -90,8 +90,8 @@ pub trait UserRepo: Send + Sync {
 
 /// Products, as the API and the image consumer need them.
 ///
-/// Implemented by `store::Store`. A retried request is made safe with an [`IdempotencyKey`]; with
-/// the `mock` feature, `MockProductRepo` stands in for the database:
+/// Implemented by `product_pipeline_store::Store`. A retried request is made safe with an
+/// [`IdempotencyKey`]; with the `mock` feature, `MockProductRepo` stands in for the database:
 ///
 /// ```
 /// # #[cfg(feature = "mock")]
@@ -169,8 +169,8 @@ pub trait ProductRepo: Send + Sync {
 
 /// The transactional outbox, as the relay needs it.
 ///
-/// Implemented by `store::Store`. A relay round claims rows, publishes them and marks only the
-/// confirmed ones:
+/// Implemented by `product_pipeline_store::Store`. A relay round claims rows, publishes them and
+/// marks only the confirmed ones:
 ///
 /// ```
 /// # #[cfg(feature = "mock")]

@@ -9,8 +9,8 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use product_pipeline_store::{Store, StoreOptions};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
-use store::{Store, StoreOptions};
 
 /// Which database a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
