@@ -15,6 +15,7 @@ use product_pipeline_imaging::media::MediaStore;
 use crate::api::{self, AppState, Front, HttpLimits, MediaLinks};
 use crate::config::{BrokerKind, Config};
 use crate::consumer::ImageConsumer;
+use crate::outbox_retention::{OutboxRetention, RetentionConfig};
 use crate::prometheus::{self, MetricsEndpoint};
 use crate::relay::{OutboxRelay, RelayConfig};
 pub use crate::startup::StartupError;
@@ -343,6 +344,12 @@ impl Starting {
                     ..app_state(config, &store, &publisher, &media)?
                 };
                 tasks.spawn(relay.run(shutdown.clone()));
+                let retention = RetentionConfig {
+                    retention: config.outbox_retention(),
+                    ..RetentionConfig::default()
+                };
+                let retention = OutboxRetention::new(Arc::new(store.clone()), retention);
+                tasks.spawn(retention.run(shutdown.clone()));
                 front.open(api::router(state));
             } else {
                 let state = app_state(config, &store, &publisher, &media)?;

@@ -138,6 +138,11 @@ pub struct Config {
     #[arg(long, env = "IDEMPOTENCY_TTL", default_value_t = 24 * 60 * 60, value_parser = clap::value_parser!(u64).range(1..=30 * 24 * 60 * 60))]
     pub idempotency_ttl: u64,
 
+    /// Seconds a published outbox row is kept before outbox retention deletes it (default 7 days;
+    /// `0` deletes rows at the first sweep after they were published). Unpublished rows are kept.
+    #[arg(long, env = "OUTBOX_RETENTION", default_value_t = 7 * 24 * 60 * 60)]
+    pub outbox_retention: u64,
+
     /// Largest image download in bytes.
     #[arg(long, env = "MAX_IMAGE_BYTES", default_value_t = 25 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_image_bytes: u64,
@@ -285,6 +290,11 @@ impl Config {
     /// [`Config::idempotency_ttl`] as a duration.
     pub fn idempotency_ttl(&self) -> Duration {
         Duration::from_secs(self.idempotency_ttl)
+    }
+
+    /// [`Config::outbox_retention`] as a duration.
+    pub fn outbox_retention(&self) -> Duration {
+        Duration::from_secs(self.outbox_retention)
     }
 
     /// [`Config::startup_timeout`] as a duration.

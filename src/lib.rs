@@ -3,7 +3,8 @@
 //!
 //! - [`api`]: the axum router (`POST /users`, `POST /products`, listing, media, health, metrics,
 //!   `GET /openapi.json`), with `Idempotency-Key` and optional bearer-token protection of writes.
-//! - [`relay`]: the outbox relay that publishes `products.created` after each commit.
+//! - [`relay`]: the outbox relay that publishes `products.created` after each commit;
+//!   [`outbox_retention`] deletes the published rows after `OUTBOX_RETENTION`.
 //! - [`consumer`]: the image worker's handler (fetch, compress, store, record).
 //! - [`prometheus`]: the metrics recorder and what `GET /metrics` renders.
 //! - [`server`]: the HTTP server loop: header timeout, connection caps, graceful shutdown.
@@ -23,6 +24,7 @@ pub mod app;
 mod backends;
 pub mod config;
 pub mod consumer;
+pub mod outbox_retention;
 pub mod prometheus;
 pub mod relay;
 pub mod server;

@@ -11,6 +11,7 @@
 //! | `outbox_backlog_rows`, `outbox_oldest_unpublished_age_seconds` | gauge | | each scrape, from the database |
 //! | `products_by_status` | gauge | `status` | each scrape, from the database |
 //! | `messages_published_total`, `messages_publish_failures_total` | counter | `topic` | the outbox relay |
+//! | `outbox_rows_deleted_total` | counter | | outbox retention (published rows past `OUTBOX_RETENTION`) |
 //! | `messages_consumed_total`, `messages_retried_total`, `messages_requeued_total`, `messages_dead_lettered_total` | counter | `topic`, `group` | the worker runtime |
 //! | `image_fetch_duration_seconds`, `image_compress_duration_seconds` | histogram | | the image pipeline |
 //! | `image_bytes_in_total`, `image_bytes_out_total` | counter | | the image pipeline |
@@ -104,6 +105,10 @@ fn describe() {
     describe_counter!(
         "messages_publish_failures_total",
         "Publishes that failed (the row is retried)"
+    );
+    describe_counter!(
+        "outbox_rows_deleted_total",
+        "Published outbox rows deleted after OUTBOX_RETENTION"
     );
     describe_counter!("messages_consumed_total", "Messages handled and acked");
     describe_counter!(

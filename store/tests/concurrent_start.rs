@@ -13,7 +13,10 @@ use sea_orm::{ConnectionTrait, Statement};
 const STORES: usize = 8;
 const ROUNDS: usize = 12;
 /// The migrations this crate ships (`seaql_migrations` rows after a first start).
-const MIGRATIONS: i64 = 2;
+fn migrations() -> i64 {
+    use sea_orm_migration::MigratorTrait;
+    product_pipeline_store::migration::Migrator::migrations().len() as i64
+}
 
 fn options(schema: Option<String>) -> StoreOptions {
     StoreOptions {
@@ -62,7 +65,7 @@ async fn concurrent_first_starts_on_a_fresh_postgres_schema() {
         let schema = unique_name("first_start");
         let stores = open_all(&url, Some(schema.clone())).await;
         let table = format!("\"{schema}\".seaql_migrations");
-        assert_eq!(migrations_recorded(&stores[0], &table).await, MIGRATIONS);
+        assert_eq!(migrations_recorded(&stores[0], &table).await, migrations());
         for store in &stores {
             store.close().await.unwrap();
         }
@@ -79,7 +82,7 @@ async fn concurrent_first_starts_on_a_fresh_sqlite_file() {
         let stores = open_all(&url, None).await;
         assert_eq!(
             migrations_recorded(&stores[0], "seaql_migrations").await,
-            MIGRATIONS
+            migrations()
         );
         for store in &stores {
             store.close().await.unwrap();

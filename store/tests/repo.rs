@@ -19,6 +19,7 @@ use mq_core::domain::{
 use product_pipeline_store::entities::{idempotency_key, outbox, product, user};
 use product_pipeline_store::{Store, StoreOptions};
 use rust_decimal::Decimal;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
     QueryFilter, Set, Statement, TransactionTrait,
@@ -64,6 +65,19 @@ where
 
 async fn outbox_rows(store: &Store) -> u64 {
     rows::<outbox::Entity>(store).await
+}
+
+/// The ids of every outbox row, in id order.
+async fn outbox_ids(store: &Store) -> Vec<i64> {
+    let mut ids: Vec<i64> = outbox::Entity::find()
+        .all(store.connection())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    ids.sort_unstable();
+    ids
 }
 
 async fn product_rows(store: &Store) -> u64 {
@@ -223,6 +237,8 @@ suite!(
     expired_idempotency_keys_are_purged,
     count_by_status_lists_every_status,
     outbox_backlog_counts_unpublished_rows,
+    published_rows_are_deleted_after_their_retention,
+    retention_deletes_next_to_a_publishing_relay,
 );
 
 async fn user_round_trip(ctx: TestCtx) {
@@ -1423,18 +1439,101 @@ async fn outbox_backlog_counts_unpublished_rows(ctx: TestCtx) {
         store.outbox_backlog().await.unwrap(),
         backlog(2, created[1])
     );
-    let all: Vec<i64> = outbox::Entity::find()
-        .all(store.connection())
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.id)
-        .collect();
+    let all = outbox_ids(&store).await;
     store.mark_published(&all).await.unwrap();
     assert_eq!(
         store.outbox_backlog().await.unwrap(),
         OutboxBacklog::default()
     );
+}
+
+async fn published_rows_are_deleted_after_their_retention(ctx: TestCtx) {
+    let store = ctx.store;
+    let user_id = user(&store, "5550390").await;
+    products(&store, user_id, 6).await;
+    let ids = outbox_ids(&store).await;
+    let now = Utc::now();
+    let hour = chrono::Duration::hours(1);
+    store.mark_published(&ids[..4]).await.unwrap();
+    // Published 3 h, 2 h, 30 min ago and now; ids[4] unpublished for ten days; ids[5] unpublished.
+    let ages = [
+        (ids[0], Some(now - hour * 3)),
+        (ids[1], Some(now - hour * 2)),
+        (ids[2], Some(now - hour / 2)),
+    ];
+    for (id, published_at) in ages {
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::PublishedAt, Expr::value(published_at))
+            .filter(outbox::Column::Id.eq(id))
+            .exec(store.connection())
+            .await
+            .unwrap();
+    }
+    outbox::Entity::update_many()
+        .col_expr(outbox::Column::CreatedAt, Expr::value(now - hour * 240))
+        .filter(outbox::Column::Id.eq(ids[4]))
+        .exec(store.connection())
+        .await
+        .unwrap();
+
+    let cutoff = now - hour;
+    assert_eq!(store.delete_published(cutoff, 0).await.unwrap(), 0);
+    assert_eq!(store.delete_published(cutoff, 1).await.unwrap(), 1);
+    assert_eq!(
+        outbox_ids(&store).await,
+        ids[1..],
+        "the earliest published first"
+    );
+    assert_eq!(store.delete_published(cutoff, 10).await.unwrap(), 1);
+    assert_eq!(
+        outbox_ids(&store).await,
+        ids[2..],
+        "only rows published before the cutoff"
+    );
+    assert_eq!(store.delete_published(cutoff, 10).await.unwrap(), 0);
+
+    // However far the cutoff, unpublished rows stay.
+    let later = now + hour;
+    assert_eq!(store.delete_published(later, 10).await.unwrap(), 2);
+    assert_eq!(outbox_ids(&store).await, ids[4..]);
+    assert_eq!(store.outbox_backlog().await.unwrap().unpublished, 2);
+}
+
+async fn retention_deletes_next_to_a_publishing_relay(ctx: TestCtx) {
+    let store = ctx.store;
+    let user_id = user(&store, "5550391").await;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Retention with a cutoff in the future deletes every row as soon as it is published.
+    let retention = {
+        let (store, done) = (store.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut deleted = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let cutoff = Utc::now() + chrono::Duration::hours(1);
+                deleted += store.delete_published(cutoff, 5).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            deleted
+        })
+    };
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    for round in 0..12 {
+        products(&store, user_id, 5).await;
+        if round % 2 == 1 {
+            relay(store.clone(), 3, sent.clone()).await;
+        }
+    }
+    relay(store.clone(), 3, sent.clone()).await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let deleted = retention.await.unwrap();
+
+    // Every row was published exactly once: none was deleted before its publish.
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 60);
+    assert_eq!(sent.iter().collect::<BTreeSet<_>>().len(), 60);
+    let left = outbox_ids(&store).await;
+    assert_eq!(deleted + left.len() as u64, 60);
+    assert_eq!(store.outbox_backlog().await.unwrap().unpublished, 0);
 }
 
 // ---------------------------------------------------------------------------------------------

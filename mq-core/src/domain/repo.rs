@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::{
     Created, IdempotencyKey, NewProduct, NewUser, OutboxBacklog, OutboxMessage, Page,
@@ -215,4 +216,13 @@ pub trait OutboxRepo: Send + Sync {
 
     /// The number of unpublished rows and the age of the oldest, whether claimed or not.
     async fn outbox_backlog(&self) -> Result<OutboxBacklog, RepoError>;
+
+    /// Deletes up to `limit` rows published before `published_before`, the earliest published
+    /// first, and returns how many it deleted. Rows not yet published are never deleted, however
+    /// old. Safe to call from several processes at once and next to the relay.
+    async fn delete_published(
+        &self,
+        published_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, RepoError>;
 }

@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_tables;
 mod m20261201_000002_create_idempotency_keys;
+mod m20261201_000003_index_published_outbox_rows;
 
 /// All migrations of the store, in order.
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_tables::Migration),
             Box::new(m20261201_000002_create_idempotency_keys::Migration),
+            Box::new(m20261201_000003_index_published_outbox_rows::Migration),
         ]
     }
 }

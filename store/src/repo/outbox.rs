@@ -1,11 +1,11 @@
-//! [`OutboxRepo`] for [`Store`]: claiming, publishing and failing outbox rows.
+//! [`OutboxRepo`] for [`Store`]: claiming, publishing, failing and deleting outbox rows.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mq_core::domain::{OutboxBacklog, OutboxMessage, OutboxRepo, RepoError};
-use sea_orm::sea_query::{Expr, Value};
+use sea_orm::sea_query::{Expr, Order, Query, Value};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
 
 use crate::entities::outbox::{self, Column};
@@ -85,6 +85,32 @@ impl OutboxRepo for Store {
             }
         }
         Ok(())
+    }
+
+    async fn delete_published(
+        &self,
+        published_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, RepoError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        // `published_at < …` leaves out the unpublished rows (NULL) and lets both databases use
+        // the partial index on published rows, so a batch reads only the rows it deletes.
+        let earliest = Query::select()
+            .column(Column::Id)
+            .from(outbox::Entity)
+            .and_where(Expr::col(Column::PublishedAt).lt(published_before))
+            .order_by(Column::PublishedAt, Order::Asc)
+            .limit(u64::from(limit))
+            .to_owned();
+        let _turn = self.write_turn().await?;
+        let deleted = outbox::Entity::delete_many()
+            .filter(Column::Id.in_subquery(earliest))
+            .exec(&self.db)
+            .await
+            .map_err(repo_err)?;
+        Ok(deleted.rows_affected)
     }
 
     async fn outbox_backlog(&self) -> Result<OutboxBacklog, RepoError> {
