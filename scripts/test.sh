@@ -12,7 +12,7 @@ cargo test --workspace --all-features "$@"
 
 # Arguments (a filter, `-p mq-core`) select workspace tests only.
 [ $# -eq 0 ] || exit 0
-# The user's crate resolves from the workspace's lock file and shares its target directory, so
-# it adds only its own code to the build.
+# The user's crate resolves from the workspace's lock file and shares its target directory: it
+# rebuilds only what its feature set changes (the facade's defaults, not --all-features).
 cp Cargo.lock tests/embedding/Cargo.lock
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" cargo test --manifest-path tests/embedding/Cargo.toml

@@ -169,7 +169,7 @@ impl ImagingConfig {
         if self.webp && !cfg!(feature = "webp") {
             return bad(
                 "webp",
-                "WebP output needs the `webp` feature of the imaging crate",
+                "WebP output needs the `webp` feature of the product-pipeline-imaging crate",
             );
         }
         if self.max_concurrent_jobs == Some(0) {

@@ -42,7 +42,7 @@ fn encode_webp(_pixels: &Pixels, _quality: u8) -> Result<Vec<u8>, ImagingError> 
     let _ = Layout::Rgb;
     Err(ImagingError::Config {
         setting: "webp",
-        reason: "WebP output needs the `webp` feature of the imaging crate".into(),
+        reason: "WebP output needs the `webp` feature of the product-pipeline-imaging crate".into(),
     })
 }
 

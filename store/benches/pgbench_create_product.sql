@@ -1,4 +1,4 @@
--- The same two-insert transaction as store::Store::create_product (product + outbox row).
+-- The same two-insert transaction as product_pipeline_store::Store::create_product (product + outbox row).
 -- Run by benches/pgbench.sh; needs `-D uid=<an existing users.id>` and the store's tables on
 -- the search_path.
 BEGIN;

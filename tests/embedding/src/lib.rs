@@ -46,8 +46,9 @@ pub async fn card(
         .await
         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?
         .ok_or(StatusCode::NOT_FOUND)?;
+    // A partial product has the images that could be processed; the others are in its errors.
     let image = match product.status {
-        ProductStatus::Done => product
+        ProductStatus::Done | ProductStatus::Partial => product
             .compressed_product_images
             .first()
             .map(|key| format!("/pipeline/media/{key}")),
