@@ -4,7 +4,7 @@
 //!   backend implements (in-memory here, RabbitMQ in `mq-rabbit`, Kafka in `mq-kafka`).
 //! - [`MemoryBroker`]: the embedded default backend.
 //! - [`worker`]: runs a handler over a subscription with concurrency, retries, dead letters and
-//!   graceful stop.
+//!   graceful stop; [`dead_letters`]: list dead letters and redrive them to their topic.
 //! - [`domain`]: users, products and the repository traits the store implements.
 //! - `testkit` (feature `testkit`): the conformance scenarios every backend must pass.
 //! - mockall mocks of every trait (feature `mock`).
@@ -13,6 +13,7 @@
 //! acked, and a delivery that is nacked with requeue or dropped comes back.
 #![warn(missing_docs)]
 
+pub mod dead_letters;
 mod delivery;
 pub mod domain;
 mod error;

@@ -35,6 +35,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::dead_letters::{self, ReadOptions};
 use crate::worker::{handler_fn, Backoff, Worker, WorkerConfig};
 use crate::{
     dead_letter_topic, headers, Delivery, DeliveryStream, Error, Message, Nack, Publisher,
@@ -104,6 +105,7 @@ pub const SCENARIOS: &[&str] = &[
     "consumer_group_splits_work",
     "dead_letter",
     "worker_dead_letters",
+    "dead_letters_redrive",
     "reconnect_after_restart",
 ];
 
@@ -120,7 +122,7 @@ macro_rules! conformance_tests {
             dropped_delivery_is_redelivered, resume_after_subscriber_close, concurrent_close,
             continue_after_handler_errors, order_per_key, publisher_close_flushes, topic_isolation,
             consumer_groups_fan_out, consumer_group_splits_work, dead_letter, worker_dead_letters,
-            reconnect_after_restart);
+            dead_letters_redrive, reconnect_after_restart);
     };
     (@each $factory:expr, $caps:expr; $($scenario:ident),* $(,)?) => {
         $(
@@ -998,6 +1000,151 @@ pub async fn worker_dead_letters(factory: &dyn BackendFactory, caps: &Capabiliti
         "{stats:?}"
     );
     expect_nothing(&mut dead, caps, "only the two failures are dead letters").await;
+    subscriber.close().await.expect("close");
+}
+
+/// Dead-letters the next `n` deliveries of `stream` as "bad payload" after 2 attempts.
+async fn dead_letter_next(stream: &mut DeliveryStream, n: usize, caps: &Capabilities) {
+    for _ in 0..n {
+        next(stream, caps, "a message to dead-letter")
+            .await
+            .nack(Nack::DeadLetter {
+                reason: "bad payload".into(),
+                attempts: 2,
+            })
+            .await
+            .expect("dead-letter");
+    }
+}
+
+/// A publisher that fails every publish after its first `succeed` ones.
+struct FailsAfter {
+    inner: Arc<dyn Publisher>,
+    succeed: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Publisher for FailsAfter {
+    async fn publish(&self, topic: &str, message: Message) -> crate::Result<()> {
+        let left = self.succeed.load(std::sync::atomic::Ordering::SeqCst);
+        if left == 0 {
+            return Err(Error::Unavailable {
+                message: "the broker went away mid-redrive".into(),
+                source: None,
+            });
+        }
+        self.succeed
+            .store(left - 1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.publish(topic, message).await
+    }
+
+    async fn health(&self) -> crate::Result<()> {
+        self.inner.health().await
+    }
+
+    async fn close(&self) -> crate::Result<()> {
+        self.inner.close().await
+    }
+}
+
+/// Dead letters are listed without being consumed, and redriven to their topic, where the group
+/// gets them again without the dead-letter headers. A redrive whose publishes start failing
+/// midway loses nothing: what it did not republish is still a dead letter. A redriven message
+/// that fails again is a dead letter again.
+pub async fn dead_letters_redrive(factory: &dyn BackendFactory, caps: &Capabilities) {
+    let (topic, _group, subscriber, mut stream) =
+        fresh_subscription(factory, "dead_letters_redrive").await;
+    let options = ReadOptions {
+        group: unique("dlq"),
+        limit: 10,
+        first_wait: caps.receive_timeout,
+        idle: caps.quiet_period,
+    };
+    declare_group(
+        subscriber.as_ref(),
+        &dead_letter_topic(&topic),
+        &options.group,
+    )
+    .await;
+    let publisher = factory.publisher().await;
+    let sent: Vec<Message> = (0..3)
+        .map(|n| numbered("poison", n).with_key(format!("k{n}")))
+        .collect();
+    publish_all(publisher.as_ref(), &topic, &sent).await;
+    dead_letter_next(&mut stream, 3, caps).await;
+    let ids = |messages: &[Message]| -> HashSet<String> {
+        messages.iter().map(|m| m.id().to_owned()).collect()
+    };
+
+    for listing in 0..2 {
+        let letters = dead_letters::list(subscriber.as_ref(), &topic, &options)
+            .await
+            .expect("list");
+        let listed: Vec<Message> = letters.iter().map(|l| l.message.clone()).collect();
+        assert_eq!(
+            ids(&listed),
+            ids(&sent),
+            "listing {listing} shows every dead letter"
+        );
+        for letter in &letters {
+            assert_eq!(letter.reason.as_deref(), Some("bad payload"));
+            assert_eq!(letter.attempts, Some(2));
+            let original = sent.iter().find(|m| m.id() == letter.message.id()).unwrap();
+            assert_eq!(&letter.message, original, "the message as it was published");
+        }
+    }
+
+    let failing = FailsAfter {
+        inner: publisher.clone(),
+        succeed: 1.into(),
+    };
+    dead_letters::redrive(subscriber.as_ref(), &failing, &topic, &options)
+        .await
+        .expect_err("the second publish fails");
+    let first = next(&mut stream, caps, "the one redriven message").await;
+    let original = sent
+        .iter()
+        .find(|m| m.id() == first.message().id())
+        .unwrap();
+    assert_eq!(
+        first.message(),
+        original,
+        "redriven without dead-letter headers"
+    );
+    first.ack().await.expect("ack");
+
+    let redriven = dead_letters::redrive(subscriber.as_ref(), publisher.as_ref(), &topic, &options)
+        .await
+        .expect("redrive");
+    assert_eq!(redriven, 2, "the rest were still dead letters");
+    let rest: HashSet<String> = ids(&sent)
+        .into_iter()
+        .filter(|id| id != original.id())
+        .collect();
+    let mut again = Vec::new();
+    for _ in 0..2 {
+        again.push(next(&mut stream, caps, "a redriven message").await);
+    }
+    let received: HashSet<String> = again.iter().map(|d| d.message().id().to_owned()).collect();
+    assert_eq!(received, rest);
+    let fails_again = again.pop().unwrap();
+    let fails_again_id = fails_again.message().id().to_owned();
+    fails_again
+        .nack(Nack::DeadLetter {
+            reason: "still bad".into(),
+            attempts: 1,
+        })
+        .await
+        .expect("dead-letter again");
+    again.pop().unwrap().ack().await.expect("ack");
+
+    // What failed again is a dead letter again, with its new reason, and the only one left.
+    let letters = dead_letters::list(subscriber.as_ref(), &topic, &options)
+        .await
+        .expect("list");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].message.id(), fails_again_id);
+    assert_eq!(letters[0].reason.as_deref(), Some("still bad"));
     subscriber.close().await.expect("close");
 }
 
