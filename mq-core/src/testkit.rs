@@ -1026,15 +1026,18 @@ struct FailsAfter {
 #[async_trait]
 impl Publisher for FailsAfter {
     async fn publish(&self, topic: &str, message: Message) -> crate::Result<()> {
-        let left = self.succeed.load(std::sync::atomic::Ordering::SeqCst);
-        if left == 0 {
+        use std::sync::atomic::Ordering::SeqCst;
+        // One atomic step: a publish either takes one of the successes left or fails.
+        if self
+            .succeed
+            .fetch_update(SeqCst, SeqCst, |left| left.checked_sub(1))
+            .is_err()
+        {
             return Err(Error::Unavailable {
                 message: "the broker went away mid-redrive".into(),
                 source: None,
             });
         }
-        self.succeed
-            .store(left - 1, std::sync::atomic::Ordering::SeqCst);
         self.inner.publish(topic, message).await
     }
 
