@@ -5,6 +5,7 @@
 //! cargo run --release --example pipeline &
 //! cargo run --release --example loadgen -- --products 1000 --images 3
 //! cargo run --release --example loadgen -- --images-dir /usr/share/wallpapers   # real photos
+//! cargo run --release --example loadgen -- --products 208 --slow 8   # 8 hostile image hosts
 //! ```
 //!
 //! The API must accept image URLs on 127.0.0.1 (`pipeline` does by default; elsewhere set
@@ -48,6 +49,11 @@ struct Args {
     /// files: 2650x2650 is about 17 MB) instead of a compressible pattern.
     #[arg(long)]
     noise: bool,
+    /// Of the products, this many (spread evenly) get a first image whose server announces the
+    /// size and then sends one byte a second, like a hostile host; the latency of the others is
+    /// reported apart.
+    #[arg(long, default_value_t = 0)]
+    slow: usize,
     /// Give up waiting for processing after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
@@ -55,6 +61,14 @@ struct Args {
 
 /// Images served to the pipeline, by index.
 struct Images(Vec<(Vec<u8>, &'static str)>);
+
+impl Images {
+    /// The bytes and MIME type served as `{n}.img`.
+    fn named(&self, name: &str) -> &(Vec<u8>, &'static str) {
+        let n: usize = name.trim_end_matches(".img").parse().unwrap_or(0);
+        &self.0[n % self.0.len()]
+    }
+}
 
 fn load_images(args: &Args) -> Images {
     if let Some(dir) = &args.images_dir {
@@ -127,9 +141,33 @@ async fn serve_images(images: Images) -> String {
             "/img/{n}",
             axum::routing::get(
                 |State(images): State<Arc<Images>>, Path(n): Path<String>| async move {
-                    let n: usize = n.trim_end_matches(".img").parse().unwrap_or(0);
-                    let (bytes, mime) = &images.0[n % images.0.len()];
+                    let (bytes, mime) = images.named(&n);
                     ([(header::CONTENT_TYPE, *mime)], bytes.clone()).into_response()
+                },
+            ),
+        )
+        .route(
+            "/trickle/{n}",
+            axum::routing::get(
+                |State(images): State<Arc<Images>>, Path(n): Path<String>| async move {
+                    let (bytes, mime) = images.named(&n);
+                    let body = bytes.clone();
+                    let stream = futures::stream::unfold(0, move |sent| {
+                        let body = body.clone();
+                        async move {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            let byte = body.get(sent)?;
+                            Some((Ok::<_, std::io::Error>(vec![*byte]), sent + 1))
+                        }
+                    });
+                    (
+                        [
+                            (header::CONTENT_TYPE, mime.to_string()),
+                            (header::CONTENT_LENGTH, bytes.len().to_string()),
+                        ],
+                        axum::body::Body::from_stream(stream),
+                    )
+                        .into_response()
                 },
             ),
         )
@@ -209,12 +247,18 @@ async fn main() {
             .with_prefix("processed"),
     );
 
+    // Every `slow_every`-th product, from the middle of the first stretch on.
+    let slow_every = (args.products / args.slow.max(1)).max(1);
+    let is_slow = |n: usize| n % slow_every == slow_every / 2 && n / slow_every < args.slow;
     let started = Instant::now();
-    let created: Vec<(i64, Instant, Duration)> = futures::stream::iter(0..args.products)
+    let created: Vec<(i64, Instant, Duration, bool)> = futures::stream::iter(0..args.products)
         .map(|n| {
             let (client, api, image_base, created_bar) = (&client, &api, &image_base, &created_bar);
             async move {
-                let urls: Vec<String> = (0..args.images).map(|i| format!("{image_base}/img/{}.img?p={n}", n * args.images + i)).collect();
+                let mut urls: Vec<String> = (0..args.images).map(|i| format!("{image_base}/img/{}.img?p={n}", n * args.images + i)).collect();
+                if is_slow(n) {
+                    urls[0] = format!("{image_base}/trickle/{}.img?p={n}", n * args.images);
+                }
                 let body = json!({"user_id": user_id, "product_name": format!("load {n}"), "product_images": urls, "product_price": "9.99"});
                 let sent = Instant::now();
                 let response = client.post(format!("{api}/products")).json(&body).send().await.expect("POST /products");
@@ -222,7 +266,7 @@ async fn main() {
                 assert_eq!(response.status(), StatusCode::CREATED.as_u16(), "POST /products failed");
                 let product: Value = response.json().await.unwrap();
                 created_bar.inc(1);
-                (product["product_id"].as_i64().unwrap(), sent, latency)
+                (product["product_id"].as_i64().unwrap(), sent, latency, is_slow(n))
             }
         })
         .buffer_unordered(args.concurrency)
@@ -231,7 +275,10 @@ async fn main() {
     let ingest_elapsed = started.elapsed();
     created_bar.finish();
 
-    let sent_at: HashMap<i64, Instant> = created.iter().map(|(id, sent, _)| (*id, *sent)).collect();
+    let sent_at: HashMap<i64, Instant> = created
+        .iter()
+        .map(|(id, sent, _, _)| (*id, *sent))
+        .collect();
     let mut finished: HashMap<i64, (Instant, String)> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     while finished.len() < sent_at.len() && Instant::now() < deadline {
@@ -296,15 +343,28 @@ async fn main() {
     println!("statuses:    {statuses:?}");
     summary(
         "ingest latency",
-        created.iter().map(|(_, _, latency)| *latency).collect(),
+        created.iter().map(|(_, _, latency, _)| *latency).collect(),
     );
-    summary(
-        "end-to-end latency",
-        finished
+    let end_to_end = |slow: bool| -> Vec<Duration> {
+        created
             .iter()
-            .map(|(id, (at, _))| at.duration_since(sent_at[id]))
-            .collect(),
-    );
+            .filter(|(_, _, _, is_slow)| *is_slow == slow)
+            .filter_map(|(id, sent, _, _)| Some(finished.get(id)?.0.duration_since(*sent)))
+            .collect()
+    };
+    if args.slow == 0 {
+        summary("end-to-end latency", end_to_end(false));
+    } else {
+        summary("end-to-end (good)", end_to_end(false));
+        summary("end-to-end (slow)", end_to_end(true));
+        let mut slow_statuses: HashMap<&str, usize> = HashMap::new();
+        for (id, _, _, slow) in &created {
+            if let (true, Some((_, status))) = (*slow, finished.get(id)) {
+                *slow_statuses.entry(status.as_str()).or_default() += 1;
+            }
+        }
+        println!("slow:        {slow_statuses:?}");
+    }
     if finished.len() < sent_at.len() {
         eprintln!(
             "{} products were not processed within {:?} (total {:.1} s)",

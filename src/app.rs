@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mq_core::worker::{Worker, WorkerConfig};
 use mq_core::{MemoryBroker, Publisher, Subscriber};
@@ -170,6 +171,9 @@ async fn connect_kafka(
 pub fn imaging_config(config: &Config) -> product_pipeline_imaging::ImagingConfig {
     product_pipeline_imaging::ImagingConfig {
         max_bytes: config.max_image_bytes,
+        fetch_budget: Duration::from_secs(config.image_fetch_budget),
+        min_transfer_rate: config.image_fetch_min_rate,
+        transfer_grace: Duration::from_secs(config.image_fetch_grace),
         allow_private_hosts: config.allow_private_image_hosts,
         target_size: config.image_size,
         jpeg_quality: config.jpeg_quality,
@@ -186,6 +190,8 @@ fn imaging_error(error: product_pipeline_imaging::ImagingError) -> StartupError 
                 setting: match setting {
                     "memory_budget" => "WORKER_MEMORY_BUDGET",
                     "max_bytes" => "MAX_IMAGE_BYTES",
+                    "fetch_budget" => "IMAGE_FETCH_BUDGET",
+                    "transfer_grace" => "IMAGE_FETCH_GRACE",
                     "target_size" => "IMAGE_SIZE",
                     "jpeg_quality" => "JPEG_QUALITY",
                     other => other,

@@ -155,6 +155,21 @@ pub struct Config {
     #[arg(long, env = "JPEG_QUALITY", default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub jpeg_quality: u8,
 
+    /// Seconds all download attempts of one image may take together (a message's retries
+    /// included); the attempt that uses up the rest records the image as failed.
+    #[arg(long, env = "IMAGE_FETCH_BUDGET", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub image_fetch_budget: u64,
+
+    /// Bytes per second an image download must average after `IMAGE_FETCH_GRACE`: `10KiB`, or
+    /// bytes; `0` = no minimum. A slower download is stopped and retried within the budget.
+    #[arg(long, env = "IMAGE_FETCH_MIN_RATE", default_value = "10KiB", value_parser = parse_bytes)]
+    pub image_fetch_min_rate: u64,
+
+    /// Seconds at the start of an image download before the minimum rate counts; the image
+    /// server's response headers must arrive within them.
+    #[arg(long, env = "IMAGE_FETCH_GRACE", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub image_fetch_grace: u64,
+
     /// Allow image URLs that resolve to loopback, private or link-local addresses.
     #[arg(long, env = "ALLOW_PRIVATE_IMAGE_HOSTS", default_value = "false", value_parser = BoolishValueParser::new())]
     pub allow_private_image_hosts: bool,

@@ -39,7 +39,7 @@ impl OutputFormat {
 /// Limits and settings of the fetch → decode → compress → save pipeline.
 ///
 /// `Default` gives the values of the design: 25 MiB downloads, 5 s connect and 20 s total
-/// timeouts, 5 redirects, private addresses refused, 50 MP / 16384 px decode limits, output that
+/// timeouts, a 60 s fetch budget per image, at least 10 KiB/s after the first 5 s, 5 redirects, private addresses refused, 50 MP / 16384 px decode limits, output that
 /// fits inside 1024×1024 at JPEG quality 80, a 512 MiB memory budget.
 #[derive(Debug, Clone)]
 pub struct ImagingConfig {
@@ -47,14 +47,20 @@ pub struct ImagingConfig {
     pub max_bytes: u64,
     /// Time allowed to establish a TCP (+TLS) connection.
     pub connect_timeout: Duration,
-    /// Time allowed for one whole request: connect, redirects, headers and body.
+    /// Time allowed for one download attempt: connect, redirects, headers and body.
     pub total_timeout: Duration,
+    /// Time all download attempts of one image may take together, counted by
+    /// [`Imaging::process`](crate::Imaging::process) across the calls for that image: the attempt
+    /// that uses up the rest fails permanently ([`ImagingError::FetchBudgetSpent`]).
+    pub fetch_budget: Duration,
+    /// Bytes per second a download must average once `transfer_grace` has passed; slower ones
+    /// fail with [`ImagingError::TooSlow`] (transient). 0 = no minimum.
+    pub min_transfer_rate: u64,
+    /// Time at the start of a download before `min_transfer_rate` counts; the response headers
+    /// must arrive within it (when a minimum rate is set).
+    pub transfer_grace: Duration,
     /// Most redirects followed for one image.
     pub max_redirects: usize,
-    /// Extra attempts after a transient fetch failure (5xx, timeout, reset), with a short backoff.
-    pub fetch_retries: u32,
-    /// First backoff between fetch attempts; doubled each retry.
-    pub retry_backoff: Duration,
     /// Allow loopback, private, link-local and other non-public addresses. Off by default
     /// (server-side request forgery protection); tests and closed networks turn it on.
     pub allow_private_hosts: bool,
@@ -96,9 +102,10 @@ impl Default for ImagingConfig {
             max_bytes: 25 * 1024 * 1024,
             connect_timeout: Duration::from_secs(5),
             total_timeout: Duration::from_secs(20),
+            fetch_budget: Duration::from_secs(60),
+            min_transfer_rate: 10 * 1024,
+            transfer_grace: Duration::from_secs(5),
             max_redirects: 5,
-            fetch_retries: 1,
-            retry_backoff: Duration::from_millis(250),
             allow_private_hosts: false,
             private_host_allowlist: Vec::new(),
             static_hosts: HashMap::new(),
@@ -150,6 +157,16 @@ impl ImagingConfig {
         }
         if self.total_timeout.is_zero() {
             return bad("total_timeout", "must be greater than 0");
+        }
+        if self.fetch_budget.is_zero() {
+            return bad("fetch_budget", "must be greater than 0");
+        }
+        if self.min_transfer_rate > 0 && self.transfer_grace.is_zero() {
+            return bad(
+                "transfer_grace",
+                "must be greater than 0 when a minimum transfer rate is set (the response \
+                 headers must arrive within it)",
+            );
         }
         if self.max_redirects > 20 {
             return bad("max_redirects", "must be at most 20");

@@ -75,15 +75,45 @@ pub enum ImagingError {
         reason: String,
     },
 
-    /// Connect or total timeout.
+    /// Connect or total timeout, or the attempt ran out of the image's fetch budget.
     #[error(
         "the image server did not answer in time ({phase} timeout of {after:?}); try again later"
     )]
     Timeout {
-        /// "connect" or "total".
+        /// "connect", "total" or "fetch budget".
         phase: &'static str,
         /// The configured limit.
         after: Duration,
+    },
+
+    /// After the grace period the download averaged less than the minimum transfer rate (or the
+    /// server had not answered at all).
+    #[error(
+        "the image server is too slow: {}, below the minimum of {min_rate} bytes/s \
+         (IMAGE_FETCH_MIN_RATE); try again later or host the image elsewhere",
+        match received { 0 => format!("nothing received in {elapsed:.1?}"), n => format!("{n} bytes in {elapsed:.1?}") }
+    )]
+    TooSlow {
+        /// Body bytes received.
+        received: u64,
+        /// How long the attempt ran.
+        elapsed: Duration,
+        /// The configured minimum, in bytes per second.
+        min_rate: u64,
+    },
+
+    /// The image's download attempts used up its whole fetch budget.
+    #[error(
+        "gave up downloading the image: {attempts} attempts used its whole fetch budget of \
+         {budget:?} (IMAGE_FETCH_BUDGET); the last one: {last}"
+    )]
+    FetchBudgetSpent {
+        /// The configured budget.
+        budget: Duration,
+        /// Attempts made, this one included.
+        attempts: u32,
+        /// Why the last attempt failed.
+        last: String,
     },
 
     /// Connection refused/reset/closed early, TLS failure...
@@ -192,11 +222,13 @@ fn status_hint(status: u16) -> &'static str {
 }
 
 impl ImagingError {
-    /// True when retrying later may succeed: timeouts, 5xx/408/429 answers, DNS or connection
-    /// failures, media-store outages, interrupted jobs. Everything else is permanent.
+    /// True when retrying later may succeed: timeouts, transfers below the minimum rate,
+    /// 5xx/408/429 answers, DNS or connection failures, media-store outages, interrupted jobs.
+    /// Everything else is permanent, a spent fetch budget included.
     pub fn is_transient(&self) -> bool {
         match self {
             ImagingError::Timeout { .. }
+            | ImagingError::TooSlow { .. }
             | ImagingError::Dns { .. }
             | ImagingError::Interrupted { .. } => true,
             ImagingError::Storage(error) => error.is_transient(),
@@ -209,6 +241,7 @@ impl ImagingError {
             | ImagingError::TooManyRedirects { .. }
             | ImagingError::BadRedirect { .. }
             | ImagingError::TooLarge { .. }
+            | ImagingError::FetchBudgetSpent { .. }
             | ImagingError::NotAnImage { .. }
             | ImagingError::DimensionsTooLarge { .. }
             | ImagingError::OverBudget { .. }
@@ -229,6 +262,8 @@ impl ImagingError {
             ImagingError::BadRedirect { .. } => "bad_redirect",
             ImagingError::Dns { .. } => "dns",
             ImagingError::Timeout { .. } => "timeout",
+            ImagingError::TooSlow { .. } => "too_slow",
+            ImagingError::FetchBudgetSpent { .. } => "fetch_budget",
             ImagingError::Network { .. } => "network",
             ImagingError::Http { .. } => "http",
             ImagingError::TooLarge { .. } => "too_large",

@@ -9,7 +9,8 @@ use crate::budget::{MemoryBudget, Phase};
 use crate::compress::{compress, memory_needed, CompressOptions, Compressed};
 use crate::config::ImagingConfig;
 use crate::error::ImagingError;
-use crate::fetch::Fetcher;
+use crate::fetch::allowance::{Allowances, ImageRef};
+use crate::fetch::{Fetched, Fetcher};
 use crate::media::{image_key, MediaStore};
 
 /// A stored, compressed image.
@@ -29,6 +30,7 @@ pub struct StoredImage {
 
 struct Inner {
     fetcher: Fetcher,
+    allowances: Allowances,
     options: CompressOptions,
     store: MediaStore,
     cpu: Arc<Semaphore>,
@@ -65,6 +67,7 @@ impl Imaging {
         Ok(Imaging {
             inner: Arc::new(Inner {
                 fetcher: Fetcher::new(&config)?,
+                allowances: Allowances::new(config.fetch_budget),
                 options: CompressOptions::from(&config),
                 store: media,
                 cpu: Arc::new(Semaphore::new(config.jobs())),
@@ -88,6 +91,11 @@ impl Imaging {
     /// Fetches `url`, compresses it and stores it as image `index` of product `product_id`.
     /// Returns its key in the media store. Nothing is written on failure, and what is written
     /// is complete before this returns.
+    ///
+    /// Each call makes one download attempt. The attempts of one image (the same product, index
+    /// and URL) share its fetch budget (`fetch_budget`): a call that fails transiently is
+    /// charged the time it took, and the one that uses up the rest fails with the permanent
+    /// [`ImagingError::FetchBudgetSpent`], so the caller stops retrying it.
     ///
     /// Recorded through the [`metrics`] facade (a no-op until the application installs a
     /// recorder): `image_fetch_duration_seconds`, `image_compress_duration_seconds` and
@@ -114,11 +122,7 @@ impl Imaging {
         url: &str,
     ) -> Result<StoredImage, ImagingError> {
         let started = Instant::now();
-        let (fetched, download) = self
-            .inner
-            .fetcher
-            .fetch_within(url, &self.inner.memory)
-            .await?;
+        let (fetched, download) = self.fetch(product_id, index, url).await?;
         metrics::histogram!("image_fetch_duration_seconds").record(started.elapsed());
         let bytes_in = fetched.bytes.len() as u64;
         metrics::counter!("image_bytes_in_total").increment(bytes_in);
@@ -159,6 +163,44 @@ impl Imaging {
             bytes_in,
             bytes_out,
         })
+    }
+
+    /// One download attempt of image `index`, charged to its fetch budget.
+    async fn fetch(
+        &self,
+        product_id: i64,
+        index: u32,
+        url: &str,
+    ) -> Result<(Fetched, crate::budget::Reservation), ImagingError> {
+        let allowances = &self.inner.allowances;
+        let image = ImageRef {
+            product_id,
+            index,
+            url: url.to_owned(),
+        };
+        let mut time_left = allowances.left(&image);
+        match self
+            .inner
+            .fetcher
+            .fetch_within(url, &self.inner.memory, &mut time_left)
+            .await
+        {
+            Err(error) if error.is_transient() => {
+                let charged = allowances.charge(image, time_left, &error);
+                if time_left.is_zero() {
+                    return Err(ImagingError::FetchBudgetSpent {
+                        budget: allowances.budget(),
+                        attempts: charged.attempts,
+                        last: charged.reason,
+                    });
+                }
+                Err(error)
+            }
+            settled => {
+                allowances.settle(&image);
+                settled
+            }
+        }
     }
 
     /// Compresses bytes already in memory (no fetch, no save), on the bounded CPU pool.

@@ -10,12 +10,14 @@ mod memory_budget;
 #[cfg(all(feature = "rabbit", feature = "postgres"))]
 mod proxy;
 mod scenarios;
+mod slow_servers;
 mod support;
 
 /// Every scenario, whichever module defines it.
 mod all {
     pub use crate::hostile_strings::hostile_strings;
     pub use crate::scenarios::*;
+    pub use crate::slow_servers::slow_image_servers_do_not_hold_up_good_products;
 }
 
 /// One `#[tokio::test]` per scenario for a backend combination.
@@ -23,7 +25,8 @@ macro_rules! e2e_tests {
     ($stack:expr) => {
         e2e_tests!(@each $stack; images_end_done, missing_image_ends_partial, validation_rules,
             unknown_user_and_duplicate_mobile, list_filters_and_pagination, worker_stopped_mid_batch,
-            broker_outage, poison_message, idempotent_creates, metrics_move, hostile_strings);
+            broker_outage, poison_message, idempotent_creates, metrics_move, hostile_strings,
+            slow_image_servers_do_not_hold_up_good_products);
     };
     (@each $stack:expr; $($scenario:ident),*) => {
         $(

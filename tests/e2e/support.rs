@@ -19,10 +19,12 @@ use tokio_util::sync::CancellationToken;
 
 /// Serves generated JPEGs on 127.0.0.1: `/img/{w}x{h}/{name}.jpg`, `/slow/{ms}/{w}x{h}.jpg`,
 /// `/noise/{w}x{h}/{name}.jpg` (random pixels at quality 95, 4:2:0: incompressible, the size
-/// of a large camera file); `/unavailable.jpg` is always a 503 (a transient failure); anything
-/// else is a 404.
+/// of a large camera file), `/trickle/{name}.jpg` (one byte a second), and a second port that
+/// never answers ([`ImageServer::silent`]); `/unavailable.jpg` is always a 503 (a transient
+/// failure); anything else is a 404.
 pub struct ImageServer {
     pub base: String,
+    silent_base: String,
 }
 
 fn jpeg(width: u32, height: u32) -> Vec<u8> {
@@ -99,6 +101,21 @@ impl ImageServer {
                 get(|| async { StatusCode::SERVICE_UNAVAILABLE }),
             )
             .route(
+                "/trickle/{name}",
+                get(|| async {
+                    // Announces 50 000 bytes, then sends one a second.
+                    let stream = futures::stream::unfold((), |()| async {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        Some((Ok::<_, std::io::Error>(vec![0xFFu8]), ()))
+                    });
+                    axum::response::Response::builder()
+                        .header(header::CONTENT_TYPE, "image/jpeg")
+                        .header(header::CONTENT_LENGTH, 50_000)
+                        .body(axum::body::Body::from_stream(stream))
+                        .unwrap()
+                }),
+            )
+            .route(
                 "/slow/{ms}/{size}",
                 get(|Path((ms, size)): Path<(u64, String)>| async move {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -113,9 +130,29 @@ impl ImageServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        // Accepts connections and never reads or answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_addr = silent.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                held.push(socket);
+            }
+        });
         Self {
             base: format!("http://{addr}"),
+            silent_base: format!("http://{silent_addr}"),
         }
+    }
+
+    /// An image whose server announces 50 000 bytes and sends one a second.
+    pub fn trickle(&self, name: &str) -> String {
+        format!("{}/trickle/{name}.jpg", self.base)
+    }
+
+    /// An image whose server accepts the connection and never answers.
+    pub fn silent(&self, name: &str) -> String {
+        format!("{}/{name}.jpg", self.silent_base)
     }
 
     pub fn image(&self, width: u32, height: u32, name: &str) -> String {

@@ -26,6 +26,12 @@ pub enum Reply {
     Chunked { body: Vec<u8> },
     /// 200 with headers and `first` bytes, then the body never continues.
     Stall { first: Vec<u8>, length: u64 },
+    /// 200 with `Content-Length`, then `body` in pieces of `piece` bytes, one every `every`.
+    Trickle {
+        body: Vec<u8>,
+        piece: usize,
+        every: Duration,
+    },
     /// 302 to `location`.
     Redirect { location: String },
     /// The n-th request gets the n-th reply; the last one repeats.
@@ -178,6 +184,20 @@ fn build(reply: Reply) -> Response<Body> {
                 .body(Body::from_stream(stream))
                 .unwrap()
         }
+        Reply::Trickle { body, piece, every } => {
+            use futures::StreamExt;
+            let pieces: Vec<Vec<u8>> = body.chunks(piece).map(<[u8]>::to_vec).collect();
+            let stream = futures::stream::iter(pieces).then(move |piece| async move {
+                tokio::time::sleep(every).await;
+                Ok::<_, std::io::Error>(piece)
+            });
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "image/jpeg")
+                .header(header::CONTENT_LENGTH, body.len())
+                .body(Body::from_stream(stream))
+                .unwrap()
+        }
         Reply::Redirect { location } => Response::builder()
             .status(StatusCode::FOUND)
             .header(header::LOCATION, location)
@@ -187,15 +207,43 @@ fn build(reply: Reply) -> Response<Body> {
     }
 }
 
-/// Config for tests: loopback allowed, short timeouts, no retries.
+/// Config for tests: loopback allowed, short timeouts.
 pub fn test_config() -> ImagingConfig {
     ImagingConfig {
         allow_private_hosts: true,
         connect_timeout: Duration::from_secs(2),
         total_timeout: Duration::from_secs(10),
-        fetch_retries: 0,
-        retry_backoff: Duration::from_millis(10),
         ..ImagingConfig::default()
+    }
+}
+
+/// A server that accepts connections and never answers (nor reads); stopped when dropped.
+pub struct SilentServer {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SilentServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SilentServer {
+    pub async fn start() -> SilentServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        SilentServer { addr, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
     }
 }
 
