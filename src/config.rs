@@ -174,8 +174,10 @@ pub struct Config {
     #[arg(long, env = "ALLOW_PRIVATE_IMAGE_HOSTS", default_value = "false", value_parser = BoolishValueParser::new())]
     pub allow_private_image_hosts: bool,
 
-    /// Products processed at once by one worker.
-    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    /// Products processed at once by one worker. CPU work and image memory have bounds of their
+    /// own (one encode per core, `WORKER_MEMORY_BUDGET`), so this only needs to cover products
+    /// waiting on image servers: a slow server holds one for up to `IMAGE_FETCH_BUDGET`.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub worker_concurrency: u32,
 
     /// Memory the images in flight of one worker may hold, downloads and decode buffers
