@@ -1,6 +1,7 @@
 //! End-to-end tests: the API, the outbox relay and the image worker over real databases and
 //! brokers, with images served by a local HTTP server. Every combination runs every scenario.
 
+mod dead_letters;
 mod hostile_strings;
 #[cfg(all(feature = "rabbit", feature = "postgres"))]
 mod late_services;
@@ -15,6 +16,7 @@ mod support;
 
 /// Every scenario, whichever module defines it.
 mod all {
+    pub use crate::dead_letters::products_dead_lettered_by_a_media_outage_are_redriven;
     pub use crate::hostile_strings::hostile_strings;
     pub use crate::scenarios::*;
     pub use crate::slow_servers::slow_image_servers_do_not_hold_up_good_products;
@@ -26,7 +28,8 @@ macro_rules! e2e_tests {
         e2e_tests!(@each $stack; images_end_done, missing_image_ends_partial, validation_rules,
             unknown_user_and_duplicate_mobile, list_filters_and_pagination, worker_stopped_mid_batch,
             broker_outage, poison_message, idempotent_creates, metrics_move, hostile_strings,
-            slow_image_servers_do_not_hold_up_good_products);
+            slow_image_servers_do_not_hold_up_good_products,
+            products_dead_lettered_by_a_media_outage_are_redriven);
     };
     (@each $stack:expr; $($scenario:ident),*) => {
         $(

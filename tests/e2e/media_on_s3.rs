@@ -14,8 +14,6 @@ use tokio::process::{Child, Command};
 use crate::proxy::Proxy;
 use crate::support::*;
 
-const PROCESSING: Duration = Duration::from_secs(120);
-
 async fn s3_stack() -> Option<Stack> {
     Stack::s3_postgres(BrokerKind::Rabbit, "AMQP_URL").await
 }

@@ -13,8 +13,6 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-const PROCESSING: Duration = Duration::from_secs(90);
-
 /// Checks a finished product's images: JPEGs in the media store at the recorded keys, ≤ 1024 px,
 /// served under /media with the caching headers, one object per image, no duplicates.
 async fn assert_images_stored(stack: &Stack, app: &App, product: &Value, expected: usize) {

@@ -17,6 +17,10 @@ use product_pipeline_imaging::media::MediaStore;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+/// How long a test waits for a product to be processed: generous, for debug builds on a busy
+/// machine.
+pub const PROCESSING: Duration = Duration::from_secs(120);
+
 /// Serves generated JPEGs on 127.0.0.1: `/img/{w}x{h}/{name}.jpg`, `/slow/{ms}/{w}x{h}.jpg`,
 /// `/noise/{w}x{h}/{name}.jpg` (random pixels at quality 95, 4:2:0: incompressible, the size
 /// of a large camera file), `/trickle/{name}.jpg` (one byte a second), and a second port that
