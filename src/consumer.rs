@@ -166,7 +166,11 @@ impl Handler for ImageConsumer {
                 Err(failure) => errors.push(ImageError {
                     index: index as u32,
                     url: url.clone(),
-                    reason: failure.reason,
+                    reason: if failure.transient {
+                        format!("{} (gave up after {attempt} attempts)", failure.reason)
+                    } else {
+                        failure.reason
+                    },
                 }),
             }
         }
@@ -470,7 +474,10 @@ mod tests {
         repo.expect_mark_processing()
             .returning(|_| Ok(Some(product(ProductStatus::Processing, 2))));
         repo.expect_record_result()
-            .withf(|_, result| result.status == ProductStatus::Partial)
+            .withf(|_, result| {
+                result.status == ProductStatus::Partial
+                    && result.image_errors[0].reason == "HTTP 404 (gave up after 3 attempts)"
+            })
             .times(1)
             .returning(|_, _| Ok(()));
         reads_back(&mut repo, &["products/9/1-abc.jpg"]);

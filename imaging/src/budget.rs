@@ -2,11 +2,11 @@
 //! upload.
 //!
 //! CPU work is bounded by the number of cores, but bytes are not: eight products of twenty 17 MB
-//! images fetched at once hold gigabytes. So every download reserves the per-image limit before
-//! its request, shrunk to the `Content-Length` once the headers arrive (or to what arrived, when no
-//! length is announced), and every decode reserves what its buffers will take, computed from the
-//! header, before decoding. A reservation that does not fit waits until others are released; one larger
-//! than its whole share fails the image at once ([`ImagingError::OverBudget`]) instead of
+//! images fetched at once hold gigabytes. So every download reserves, once the response headers
+//! arrive, its `Content-Length` (or the per-image limit, shrunk to what arrived, when no length
+//! is announced), and every decode reserves what its buffers will take, computed from the
+//! header, before decoding. A reservation that does not fit waits until others are released; one
+//! larger than its whole share fails the image at once ([`ImagingError::OverBudget`]) instead of
 //! waiting forever.
 //!
 //! The budget is split in two halves, one for downloaded bytes and one for decode buffers. A

@@ -39,8 +39,9 @@ impl OutputFormat {
 /// Limits and settings of the fetch → decode → compress → save pipeline.
 ///
 /// `Default` gives the values of the design: 25 MiB downloads, 5 s connect and 20 s total
-/// timeouts, a 60 s fetch budget per image, at least 10 KiB/s after the first 5 s, 5 redirects, private addresses refused, 50 MP / 16384 px decode limits, output that
-/// fits inside 1024×1024 at JPEG quality 80, a 512 MiB memory budget.
+/// timeouts, a 60 s fetch budget per image, at least 10 KiB/s after the first 5 s, 5 redirects,
+/// private addresses refused, 50 MP / 16384 px decode limits, output that fits inside 1024×1024
+/// at JPEG quality 80, a 512 MiB memory budget.
 #[derive(Debug, Clone)]
 pub struct ImagingConfig {
     /// Largest accepted download in bytes (checked against `Content-Length` and while streaming).
@@ -155,8 +156,11 @@ impl ImagingConfig {
         if self.connect_timeout.is_zero() {
             return bad("connect_timeout", "must be greater than 0");
         }
-        if self.total_timeout.is_zero() {
-            return bad("total_timeout", "must be greater than 0");
+        if self.total_timeout.is_zero() || self.total_timeout > Duration::from_secs(24 * 60 * 60) {
+            return bad(
+                "total_timeout",
+                "must be greater than 0 and at most 24 hours",
+            );
         }
         if self.fetch_budget.is_zero() {
             return bad("fetch_budget", "must be greater than 0");

@@ -76,22 +76,28 @@ pub enum ImagingError {
     },
 
     /// Connect or total timeout, or the attempt ran out of the image's fetch budget.
-    #[error(
-        "the image server did not answer in time ({phase} timeout of {after:?}); try again later"
-    )]
+    #[error("{}; try again later", timeout_message(phase, *after))]
     Timeout {
         /// "connect", "total" or "fetch budget".
         phase: &'static str,
-        /// The configured limit.
+        /// The configured limit (for "fetch budget": what was left of it).
         after: Duration,
     },
 
-    /// After the grace period the download averaged less than the minimum transfer rate (or the
-    /// server had not answered at all).
+    /// The server accepted the connection but sent no response headers within the grace period.
     #[error(
-        "the image server is too slow: {}, below the minimum of {min_rate} bytes/s \
-         (IMAGE_FETCH_MIN_RATE); try again later or host the image elsewhere",
-        match received { 0 => format!("nothing received in {elapsed:.1?}"), n => format!("{n} bytes in {elapsed:.1?}") }
+        "the image server did not start answering within {after:.1?} (IMAGE_FETCH_GRACE); try \
+         again later or host the image elsewhere"
+    )]
+    NoAnswer {
+        /// The grace period.
+        after: Duration,
+    },
+
+    /// After the grace period the download averaged less than the minimum transfer rate.
+    #[error(
+        "the image server is too slow: {received} bytes in {elapsed:.1?}, below the minimum of \
+         {min_rate} bytes/s (IMAGE_FETCH_MIN_RATE); try again later or host the image elsewhere"
     )]
     TooSlow {
         /// Body bytes received.
@@ -104,16 +110,17 @@ pub enum ImagingError {
 
     /// The image's download attempts used up its whole fetch budget.
     #[error(
-        "gave up downloading the image: {attempts} attempts used its whole fetch budget of \
-         {budget:?} (IMAGE_FETCH_BUDGET); the last one: {last}"
+        "gave up downloading the image after {attempts} attempt{} within its fetch budget of \
+         {budget:?} (IMAGE_FETCH_BUDGET): {reason}",
+        if *attempts == 1 { "" } else { "s" }
     )]
     FetchBudgetSpent {
         /// The configured budget.
         budget: Duration,
-        /// Attempts made, this one included.
+        /// Attempts made.
         attempts: u32,
-        /// Why the last attempt failed.
-        last: String,
+        /// Why they failed (the last one's error, without advice to try again).
+        reason: String,
     },
 
     /// Connection refused/reset/closed early, TLS failure...
@@ -210,6 +217,17 @@ pub enum ImagingError {
     },
 }
 
+fn timeout_message(phase: &str, after: Duration) -> String {
+    match phase {
+        "connect" => format!("could not connect to the image server within {after:?}"),
+        "fetch budget" => format!(
+            "the download did not finish within the {after:.1?} left of the image's fetch budget \
+             (IMAGE_FETCH_BUDGET)"
+        ),
+        _ => format!("the download did not finish within {after:?}, the time one attempt may take"),
+    }
+}
+
 fn status_hint(status: u16) -> &'static str {
     match status {
         404 | 410 => " (not found); check the image URL",
@@ -229,6 +247,7 @@ impl ImagingError {
         match self {
             ImagingError::Timeout { .. }
             | ImagingError::TooSlow { .. }
+            | ImagingError::NoAnswer { .. }
             | ImagingError::Dns { .. }
             | ImagingError::Interrupted { .. } => true,
             ImagingError::Storage(error) => error.is_transient(),
@@ -263,6 +282,7 @@ impl ImagingError {
             ImagingError::Dns { .. } => "dns",
             ImagingError::Timeout { .. } => "timeout",
             ImagingError::TooSlow { .. } => "too_slow",
+            ImagingError::NoAnswer { .. } => "no_answer",
             ImagingError::FetchBudgetSpent { .. } => "fetch_budget",
             ImagingError::Network { .. } => "network",
             ImagingError::Http { .. } => "http",
@@ -274,6 +294,16 @@ impl ImagingError {
             ImagingError::Encode { .. } => "encode",
             ImagingError::Storage(_) => "storage",
             ImagingError::Interrupted { .. } => "interrupted",
+        }
+    }
+
+    /// The message without its closing advice to try again later (for a reason that reports a
+    /// transient error inside a permanent one).
+    pub(crate) fn without_advice(&self) -> String {
+        let message = self.to_string();
+        match message.find("; try again later") {
+            Some(end) => message[..end].to_string(),
+            None => message,
         }
     }
 

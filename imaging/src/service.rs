@@ -9,7 +9,7 @@ use crate::budget::{MemoryBudget, Phase};
 use crate::compress::{compress, memory_needed, CompressOptions, Compressed};
 use crate::config::ImagingConfig;
 use crate::error::ImagingError;
-use crate::fetch::allowance::{Allowances, ImageRef};
+use crate::fetch::allowance::{Allowances, Charged, ImageRef};
 use crate::fetch::{Fetched, Fetcher};
 use crate::media::{image_key, MediaStore};
 
@@ -95,7 +95,8 @@ impl Imaging {
     /// Each call makes one download attempt. The attempts of one image (the same product, index
     /// and URL) share its fetch budget (`fetch_budget`): a call that fails transiently is
     /// charged the time it took, and the one that uses up the rest fails with the permanent
-    /// [`ImagingError::FetchBudgetSpent`], so the caller stops retrying it.
+    /// [`ImagingError::FetchBudgetSpent`], as does every later call for that image (without a
+    /// request), so the caller stops retrying it.
     ///
     /// Recorded through the [`metrics`] facade (a no-op until the application installs a
     /// recorder): `image_fetch_duration_seconds`, `image_compress_duration_seconds` and
@@ -178,7 +179,13 @@ impl Imaging {
             index,
             url: url.to_owned(),
         };
-        let mut time_left = allowances.left(&image);
+        let spent = |charged: Charged| ImagingError::FetchBudgetSpent {
+            budget: allowances.budget(),
+            attempts: charged.attempts,
+            reason: charged.reason,
+        };
+        let mut time_left = allowances.left(&image).map_err(spent)?;
+        let started_with = time_left;
         match self
             .inner
             .fetcher
@@ -186,13 +193,9 @@ impl Imaging {
             .await
         {
             Err(error) if error.is_transient() => {
-                let charged = allowances.charge(image, time_left, &error);
-                if time_left.is_zero() {
-                    return Err(ImagingError::FetchBudgetSpent {
-                        budget: allowances.budget(),
-                        attempts: charged.attempts,
-                        last: charged.reason,
-                    });
+                let charged = allowances.charge(image, started_with - time_left, &error);
+                if charged.left.is_zero() {
+                    return Err(spent(charged));
                 }
                 Err(error)
             }

@@ -2,7 +2,7 @@
 # Hostile slow image servers, end to end: the `pipeline` example on its embedded defaults, driven
 # by `loadgen` with GOOD ordinary products, once alone and once with SLOW products among them
 # whose first image is served one byte a second. Prints both runs' end-to-end latency of the
-# good products; the issue asks for p95 with the slow ones ≤ 1.2× p95 without.
+# good products; the target is p95 with the slow ones ≤ 1.2× p95 without.
 #
 #   cargo build --release --example pipeline --example loadgen
 #   scripts/bench/slow-servers.sh [ROUNDS] [GOOD] [SLOW] [WORKER_CONCURRENCY]   # 1 200 8 default

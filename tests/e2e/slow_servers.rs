@@ -10,14 +10,16 @@ use tokio::time::Instant;
 
 use crate::support::*;
 
-/// Seconds each image may spend downloading, over all attempts.
-const BUDGET: u64 = 4;
+/// Seconds each image may spend downloading, over all attempts: three attempts of the grace
+/// period.
+const BUDGET: u64 = 9;
 
 pub async fn slow_image_servers_do_not_hold_up_good_products(stack: &Stack) {
     let images = ImageServer::start().await;
     let mut config = stack.config.clone();
     config.image_fetch_budget = BUDGET;
-    config.image_fetch_grace = 1;
+    // Long enough for a good image's headers on a busy machine.
+    config.image_fetch_grace = 3;
     // Enough attempts for the budget, not the attempt count, to end the slow images.
     config.worker_max_attempts = 10;
     config.worker_concurrency = 8;
@@ -79,8 +81,11 @@ pub async fn slow_image_servers_do_not_hold_up_good_products(stack: &Stack) {
         );
         for error in product["image_errors"].as_array().unwrap() {
             let reason = error["reason"].as_str().unwrap();
+            // A trickle is too slow; a silent server never starts answering.
             assert!(
-                reason.contains("IMAGE_FETCH_BUDGET") && reason.contains("too slow"),
+                reason.contains("IMAGE_FETCH_BUDGET")
+                    && (reason.contains("IMAGE_FETCH_MIN_RATE")
+                        || reason.contains("IMAGE_FETCH_GRACE")),
                 "{reason}"
             );
         }

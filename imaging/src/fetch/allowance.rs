@@ -1,10 +1,13 @@
 //! Each image's fetch budget across its attempts (`fetch_budget`, `IMAGE_FETCH_BUDGET`): the
 //! time all downloads of one image may take together. Each attempt that fails transiently is
-//! charged the time it took; the attempt that uses up the rest fails for good. Retrying a slow
-//! server therefore cannot multiply the time it holds a worker.
+//! charged the time it took; the attempt that uses up the rest fails for good, and so does every
+//! later one, without a request (a message is retried while any of its images fails, so a spent
+//! image is asked for again). Retrying a slow server therefore cannot multiply the time it holds
+//! a worker.
 //!
 //! The ledger lives in the process: a message's retries run in the worker that took it, so they
-//! share it. A redelivery to another process (after a crash) starts a new budget.
+//! share it. An image is remembered for an hour after its last attempt, a redrive of its message
+//! in that time included; a redelivery to another process (after a crash) starts a new budget.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -27,19 +30,12 @@ pub(crate) struct ImageRef {
     pub(crate) url: String,
 }
 
-#[derive(Debug)]
-struct Spent {
-    left: Duration,
-    attempts: u32,
-    /// Why the last attempt failed.
-    reason: String,
-    touched: Instant,
-}
-
-/// An image's failed attempts so far, as [`Allowances::charge`] counted them.
+/// An image's failed attempts so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Charged {
-    /// Attempts made, the one just charged included.
+    /// What is left of its budget; zero once spent.
+    pub(crate) left: Duration,
+    /// Attempts made.
     pub(crate) attempts: u32,
     /// Why they failed: the last attempt's error, or when the budget cut that attempt short,
     /// the one before it, which says more about the server.
@@ -47,12 +43,18 @@ pub(crate) struct Charged {
 }
 
 #[derive(Debug)]
+struct Remaining {
+    charged: Charged,
+    touched: Instant,
+}
+
+#[derive(Debug)]
 struct Ledger {
-    images: HashMap<ImageRef, Spent>,
+    images: HashMap<ImageRef, Remaining>,
     swept: Instant,
 }
 
-/// What is left of each image's fetch budget, for images whose last attempt failed transiently.
+/// What is left of each image's fetch budget, for images whose attempts failed transiently.
 #[derive(Debug)]
 pub(crate) struct Allowances {
     budget: Duration,
@@ -76,24 +78,25 @@ impl Allowances {
         self.budget
     }
 
-    /// The time `image`'s next attempt may take: the budget, less what its failed attempts took.
-    pub(crate) fn left(&self, image: &ImageRef) -> Duration {
-        self.lock()
-            .images
-            .get(image)
-            .map_or(self.budget, |spent| spent.left)
+    /// The time `image`'s next attempt may take, or, when its budget is spent, its attempts.
+    pub(crate) fn left(&self, image: &ImageRef) -> Result<Duration, Charged> {
+        match self.lock().images.get(image) {
+            None => Ok(self.budget),
+            Some(remaining) if remaining.charged.left.is_zero() => Err(remaining.charged.clone()),
+            Some(remaining) => Ok(remaining.charged.left),
+        }
     }
 
-    /// Records an attempt of `image` that failed transiently with `error`, leaving `left`. An
-    /// image with nothing left is forgotten: it has failed for good.
-    pub(crate) fn charge(&self, image: ImageRef, left: Duration, error: &ImagingError) -> Charged {
-        self.charge_at(image, left, error, Instant::now())
+    /// Charges an attempt of `image` that failed transiently with `error` after `took`; returns
+    /// its attempts so far, with what is left.
+    pub(crate) fn charge(&self, image: ImageRef, took: Duration, error: &ImagingError) -> Charged {
+        self.charge_at(image, took, error, Instant::now())
     }
 
     fn charge_at(
         &self,
         image: ImageRef,
-        left: Duration,
+        took: Duration,
         error: &ImagingError,
         now: Instant,
     ) -> Charged {
@@ -101,10 +104,13 @@ impl Allowances {
         if now.duration_since(ledger.swept) > SWEEP_EVERY {
             ledger
                 .images
-                .retain(|_, spent| now.duration_since(spent.touched) < FORGET_AFTER);
+                .retain(|_, remaining| now.duration_since(remaining.touched) < FORGET_AFTER);
             ledger.swept = now;
         }
-        let earlier = ledger.images.remove(&image);
+        let earlier = ledger
+            .images
+            .get(&image)
+            .map(|remaining| &remaining.charged);
         let cut_short = matches!(
             error,
             ImagingError::Timeout {
@@ -113,32 +119,31 @@ impl Allowances {
             }
         );
         let charged = Charged {
-            attempts: earlier.as_ref().map_or(0, |spent| spent.attempts) + 1,
+            left: earlier
+                .map_or(self.budget, |charged| charged.left)
+                .saturating_sub(took),
+            attempts: earlier.map_or(0, |charged| charged.attempts) + 1,
             reason: match earlier {
-                Some(spent) if cut_short => spent.reason,
-                _ => error.to_string(),
+                Some(charged) if cut_short => charged.reason.clone(),
+                _ => error.without_advice(),
             },
         };
-        if !left.is_zero() {
-            ledger.images.insert(
-                image,
-                Spent {
-                    left,
-                    attempts: charged.attempts,
-                    reason: charged.reason.clone(),
-                    touched: now,
-                },
-            );
-        }
+        ledger.images.insert(
+            image,
+            Remaining {
+                charged: charged.clone(),
+                touched: now,
+            },
+        );
         charged
     }
 
-    /// Forgets `image`: its download succeeded or failed for good.
+    /// Forgets `image`: it was downloaded, or failed for another reason than time.
     pub(crate) fn settle(&self, image: &ImageRef) {
         self.lock().images.remove(image);
     }
 
-    /// Images being retried.
+    /// Images remembered.
     #[cfg(test)]
     fn len(&self) -> usize {
         self.lock().images.len()
@@ -182,39 +187,56 @@ mod tests {
     #[test]
     fn failed_attempts_draw_the_budget_down() {
         let allowances = Allowances::new(Duration::from_secs(60));
-        assert_eq!(allowances.left(&image(0)), Duration::from_secs(60));
-        let charged = allowances.charge(image(0), Duration::from_secs(40), &slow());
-        assert_eq!(charged.attempts, 1);
-        let charged = allowances.charge(image(0), Duration::from_secs(15), &slow());
-        assert_eq!(charged.attempts, 2);
-        assert_eq!(allowances.left(&image(0)), Duration::from_secs(15));
+        assert_eq!(allowances.left(&image(0)), Ok(Duration::from_secs(60)));
+        let charged = allowances.charge(image(0), Duration::from_secs(20), &slow());
+        assert_eq!(
+            (charged.attempts, charged.left),
+            (1, Duration::from_secs(40))
+        );
+        let charged = allowances.charge(image(0), Duration::from_secs(25), &slow());
+        assert_eq!(
+            (charged.attempts, charged.left),
+            (2, Duration::from_secs(15))
+        );
+        assert_eq!(allowances.left(&image(0)), Ok(Duration::from_secs(15)));
         // Other images keep their own budget.
-        assert_eq!(allowances.left(&image(1)), Duration::from_secs(60));
+        assert_eq!(allowances.left(&image(1)), Ok(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn a_spent_budget_stays_spent_until_settled() {
+        let allowances = Allowances::new(Duration::from_secs(60));
+        allowances.charge(image(0), Duration::from_secs(58), &slow());
+        let charged = allowances.charge(image(0), Duration::from_secs(2), &cut_short());
+        let expected = Charged {
+            left: Duration::ZERO,
+            attempts: 2,
+            reason: slow().without_advice(),
+        };
+        assert_eq!(
+            charged, expected,
+            "the attempt the budget cut short reports why the ones before failed"
+        );
+        assert_eq!(allowances.left(&image(0)), Err(expected));
+        allowances.settle(&image(0));
+        assert_eq!(allowances.left(&image(0)), Ok(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn concurrent_attempts_are_both_charged() {
+        let allowances = Allowances::new(Duration::from_secs(60));
+        // Two attempts that both started with the whole budget.
+        allowances.charge(image(0), Duration::from_secs(20), &slow());
+        let charged = allowances.charge(image(0), Duration::from_secs(20), &slow());
+        assert_eq!(charged.left, Duration::from_secs(20));
     }
 
     #[test]
     fn a_first_attempt_cut_short_reports_its_own_error() {
         let allowances = Allowances::new(Duration::from_secs(1));
-        let charged = allowances.charge(image(0), Duration::ZERO, &cut_short());
-        assert_eq!(charged.reason, cut_short().to_string());
-    }
-
-    #[test]
-    fn an_image_with_nothing_left_or_settled_is_forgotten() {
-        let allowances = Allowances::new(Duration::from_secs(60));
-        allowances.charge(image(0), Duration::from_secs(30), &slow());
-        assert_eq!(
-            allowances.charge(image(0), Duration::ZERO, &cut_short()),
-            Charged {
-                attempts: 2,
-                reason: slow().to_string()
-            },
-            "the attempt the budget cut short reports why the ones before failed"
-        );
-        allowances.charge(image(1), Duration::from_secs(30), &slow());
-        allowances.settle(&image(1));
-        assert_eq!(allowances.len(), 0);
-        assert_eq!(allowances.left(&image(0)), Duration::from_secs(60));
+        let charged = allowances.charge(image(0), Duration::from_secs(1), &cut_short());
+        assert_eq!(charged.reason, cut_short().without_advice());
+        assert!(!charged.reason.contains("try again"), "{}", charged.reason);
     }
 
     #[test]
@@ -224,6 +246,6 @@ mod tests {
         let later = Instant::now() + FORGET_AFTER + SWEEP_EVERY;
         allowances.charge_at(image(1), Duration::from_secs(30), &slow(), later);
         assert_eq!(allowances.len(), 1);
-        assert_eq!(allowances.left(&image(0)), Duration::from_secs(60));
+        assert_eq!(allowances.left(&image(0)), Ok(Duration::from_secs(60)));
     }
 }

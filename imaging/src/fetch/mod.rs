@@ -173,6 +173,7 @@ impl Fetcher {
             .keep_pace(request)
             .await?
             .map_err(|e| self.classify(e))?;
+        clock.answered();
 
         let status = response.status();
         if !status.is_success() {
@@ -191,7 +192,7 @@ impl Fetcher {
         }
         let capacity = announced.unwrap_or(self.max_bytes);
         let mut reservation = clock
-            .paused(memory.reserve(Phase::Download, capacity))
+            .while_paused(memory.reserve(Phase::Download, capacity))
             .await?;
         let final_url = response.url().clone();
         let content_type = response

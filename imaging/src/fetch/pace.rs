@@ -59,11 +59,13 @@ impl Limit {
 }
 
 /// The clock of one attempt: counts the bytes received and stops the attempt when it falls
-/// behind. Time spent [`paused`](TransferClock::paused) (waiting for memory) is not counted.
+/// behind. Time spent [`while_paused`](TransferClock::while_paused) (waiting for memory) is not
+/// counted.
 #[derive(Debug)]
 pub(super) struct TransferClock {
     started: Instant,
     paused: Duration,
+    answered: bool,
     received: u64,
     limit: Limit,
     min_rate: MinRate,
@@ -75,10 +77,16 @@ impl TransferClock {
         TransferClock {
             started: Instant::now(),
             paused: Duration::ZERO,
+            answered: false,
             received: 0,
             limit,
             min_rate,
         }
+    }
+
+    /// Notes that the response headers arrived.
+    pub(super) fn answered(&mut self) {
+        self.answered = true;
     }
 
     /// Counts `bytes` more received.
@@ -101,7 +109,7 @@ impl TransferClock {
     }
 
     /// Awaits `wait` with the clock stopped.
-    pub(super) async fn paused<F: Future>(&mut self, wait: F) -> F::Output {
+    pub(super) async fn while_paused<F: Future>(&mut self, wait: F) -> F::Output {
         let since = Instant::now();
         let output = wait.await;
         self.paused += since.elapsed();
@@ -130,6 +138,11 @@ impl TransferClock {
 
     fn fell_behind(&self) -> ImagingError {
         match self.by_rate() {
+            Some(by_rate) if by_rate < self.limit.after() && !self.answered => {
+                ImagingError::NoAnswer {
+                    after: self.min_rate.grace,
+                }
+            }
             Some(by_rate) if by_rate < self.limit.after() => ImagingError::TooSlow {
                 received: self.received,
                 elapsed: self.elapsed(),
@@ -164,8 +177,18 @@ mod tests {
     }
 
     #[test]
+    fn headers_must_arrive_within_the_grace_period() {
+        let clock = clock(Limit::Timeout(Duration::from_secs(20)), 0);
+        assert!(matches!(
+            clock.fell_behind(),
+            ImagingError::NoAnswer { after } if after == RATE.grace
+        ));
+    }
+
+    #[test]
     fn each_byte_buys_time_at_the_minimum_rate() {
-        let clock = clock(Limit::Timeout(Duration::from_secs(20)), 7_500);
+        let mut clock = clock(Limit::Timeout(Duration::from_secs(20)), 7_500);
+        clock.answered();
         assert_eq!(clock.allowed(), Duration::from_millis(7_500));
         assert!(matches!(
             clock.fell_behind(),
@@ -225,7 +248,7 @@ mod tests {
     async fn pauses_are_not_counted() {
         let mut clock = TransferClock::start(Limit::Timeout(Duration::from_secs(20)), RATE);
         clock
-            .paused(tokio::time::sleep(Duration::from_millis(50)))
+            .while_paused(tokio::time::sleep(Duration::from_millis(50)))
             .await;
         assert!(
             clock.elapsed() < Duration::from_millis(40),

@@ -285,7 +285,8 @@ impl Job {
             message_id = message.id(),
             key = message.key(),
             traceparent = message.header(headers::TRACEPARENT),
-            attempt = delivery.attempt(),
+            // The broker's delivery count; the events inside count in-process retries as well.
+            delivery_attempt = delivery.attempt(),
         );
         async {
             let outcome = self.handle_with_retries(&delivery).await;
