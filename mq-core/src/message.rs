@@ -17,6 +17,9 @@ pub mod headers {
     pub const ORIGINAL_TOPIC: &str = "x-original-topic";
     /// W3C trace context of the request that caused the message.
     pub const TRACEPARENT: &str = "traceparent";
+    /// The message's id ([`Message::id`](crate::Message::id)), in backends whose own id field
+    /// cannot carry every id: Kafka records have none, AMQP's `message_id` holds 255 bytes.
+    pub const MESSAGE_ID: &str = "x-message-id";
 }
 
 /// The topic that dead letters of `topic` go to.

@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use futures::StreamExt;
+use mq_core::headers::MESSAGE_ID;
 use mq_core::{Message, Publisher, Subscriber};
-use mq_kafka::{KafkaConfig, KafkaPublisher, KafkaSubscriber, MESSAGE_ID_HEADER};
+use mq_kafka::{KafkaConfig, KafkaPublisher, KafkaSubscriber};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -78,7 +79,7 @@ async fn raw_publish(producer: &FutureProducer, topic: &str, messages: &[Message
     let mut pending = Vec::with_capacity(messages.len());
     for message in messages {
         let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-            key: MESSAGE_ID_HEADER,
+            key: MESSAGE_ID,
             value: Some(message.id()),
         });
         let record = FutureRecord::<str, [u8]>::to(topic)

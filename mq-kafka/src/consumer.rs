@@ -38,7 +38,8 @@ use crate::error::classify;
 use crate::offsets::{OffsetTracker, Received};
 use crate::partition_queue::{PartitionQueue, DRAIN_BATCH};
 use crate::producer::{await_delivery, ProducerInner};
-use crate::{KafkaConfig, MESSAGE_ID_HEADER};
+use crate::KafkaConfig;
+use mq_core::headers::MESSAGE_ID;
 
 /// Records the driver takes from the consumer queue in one go (only records fetched before their
 /// partition's queue was split off arrive there).
@@ -1073,7 +1074,7 @@ impl RawRecord {
                 break; // cannot happen: we encoded it
             };
             let value = String::from_utf8_lossy(value).into_owned();
-            if name == MESSAGE_ID_HEADER.as_bytes() {
+            if name == MESSAGE_ID.as_bytes() {
                 id = Some(value);
             } else {
                 headers.insert(String::from_utf8_lossy(name).into_owned(), value);
@@ -1382,7 +1383,7 @@ mod tests {
             Some(b"k1"),
             &[
                 ("traceparent", b"00-ab"),
-                (MESSAGE_ID_HEADER, b"id-7"),
+                (MESSAGE_ID, b"id-7"),
                 ("empty", b""),
             ],
             b"payload",

@@ -39,6 +39,3 @@ mod producer;
 pub use config::KafkaConfig;
 pub use consumer::{ack_log_topic, KafkaSubscriber};
 pub use producer::KafkaPublisher;
-
-/// The Kafka header that carries [`mq_core::Message::id`].
-pub const MESSAGE_ID_HEADER: &str = "x-message-id";

@@ -13,7 +13,8 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use crate::admin::TopicAdmin;
 use crate::error::classify;
-use crate::{KafkaConfig, MESSAGE_ID_HEADER};
+use crate::KafkaConfig;
+use mq_core::headers::MESSAGE_ID;
 
 /// Publishes [`Message`]s to Kafka.
 ///
@@ -85,7 +86,7 @@ impl ProducerInner {
         }
         let mut headers =
             OwnedHeaders::new_with_capacity(message.headers().len() + 1).insert(Header {
-                key: MESSAGE_ID_HEADER,
+                key: MESSAGE_ID,
                 value: Some(message.id()),
             });
         for (key, value) in message.headers() {

@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use mq_core::headers::MESSAGE_ID;
 use mq_core::testkit::unique;
 use mq_core::{Delivery, DeliveryStream, Message, Publisher, Subscriber};
-use mq_kafka::{KafkaConfig, KafkaPublisher, KafkaSubscriber, MESSAGE_ID_HEADER};
+use mq_kafka::{KafkaConfig, KafkaPublisher, KafkaSubscriber};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
@@ -69,7 +70,7 @@ fn locate(config: &KafkaConfig, topic: &str, count: usize) -> HashMap<String, (i
         let record = record.expect("read back");
         let id = record
             .headers()
-            .and_then(|h| h.iter().find(|h| h.key == MESSAGE_ID_HEADER))
+            .and_then(|h| h.iter().find(|h| h.key == MESSAGE_ID))
             .and_then(|h| h.value)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .expect("id header");

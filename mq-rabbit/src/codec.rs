@@ -6,12 +6,11 @@ use std::collections::BTreeMap;
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
+use mq_core::headers::MESSAGE_ID;
 use mq_core::{Error, Message, Retry};
 
 /// Header carrying the message key (the AMQP routing key is the topic).
 pub const KEY_HEADER: &str = "x-message-key";
-/// Header carrying the message id when it does not fit the 255-byte `message_id` property.
-pub const ID_HEADER: &str = "x-message-id";
 /// Header quorum queues set on redeliveries: how many times the message was delivered before.
 pub const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
 
@@ -22,7 +21,7 @@ const SHORT_STRING_MAX: usize = 255;
 
 /// Headers that belong to this backend and never reach the application as message headers.
 fn reserved(name: &str) -> bool {
-    name == KEY_HEADER || name == ID_HEADER || name == DELIVERY_COUNT_HEADER
+    name == KEY_HEADER || name == MESSAGE_ID || name == DELIVERY_COUNT_HEADER
 }
 
 /// The AMQP properties of `message`: persistent, its id as `message_id`, its key and headers in
@@ -49,7 +48,7 @@ pub fn properties(message: &Message) -> BasicProperties {
         properties = properties.with_message_id(ShortString::from(message.id()));
     } else {
         table.insert(
-            ShortString::from(ID_HEADER),
+            ShortString::from(MESSAGE_ID),
             AMQPValue::LongString(LongString::from(message.id().as_bytes())),
         );
     }
@@ -70,7 +69,7 @@ pub fn message(properties: &BasicProperties, payload: Vec<u8>) -> Message {
         .message_id()
         .as_ref()
         .map(|id| id.as_str().to_owned())
-        .or_else(|| lookup(ID_HEADER));
+        .or_else(|| lookup(MESSAGE_ID));
     let key = lookup(KEY_HEADER);
     let mut headers = BTreeMap::new();
     if let Some(table) = table {

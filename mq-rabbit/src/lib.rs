@@ -41,7 +41,7 @@ mod publisher;
 mod subscriber;
 mod topology;
 
-pub use codec::{DELIVERY_COUNT_HEADER, ID_HEADER, KEY_HEADER};
+pub use codec::{DELIVERY_COUNT_HEADER, KEY_HEADER};
 pub use config::RabbitConfig;
 pub use publisher::RabbitPublisher;
 pub use subscriber::RabbitSubscriber;
