@@ -267,14 +267,10 @@ mod route_tests {
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use bytes::Bytes;
-    use futures::stream::BoxStream;
     use http_body_util::BodyExt;
     use mq_core::domain::{MockProductRepo, MockUserRepo};
+    use product_pipeline_imaging::media::outage::OutageStore;
     use product_pipeline_imaging::media::MediaStore;
-    use product_pipeline_imaging::object_store::{
-        self, CopyOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-        PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    };
     use tower::ServiceExt;
 
     use super::*;
@@ -388,11 +384,10 @@ mod route_tests {
     #[tokio::test]
     async fn hostile_keys_are_404_without_touching_the_store() {
         let (real, _) = stored().await;
-        let failing = app_with(MediaStore::from_object_store(
-            Arc::new(Unreachable),
-            "unreachable://",
-        ))
-        .await;
+        let down = Arc::new(OutageStore::default());
+        down.fail_reads(true);
+        down.fail_writes(true);
+        let failing = app_with(MediaStore::from_object_store(down, "unreachable://")).await;
         let long = format!("/media/products/1/{}.jpg", "a".repeat(600));
         for uri in [
             "/media/secret.txt",
@@ -413,74 +408,5 @@ mod route_tests {
         // The failing store is asked for a well-formed key, and says so.
         let response = get(&failing, &format!("/media/{KEY}"), &[]).await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    }
-
-    /// A store that is down: every call fails with a transient error.
-    #[derive(Debug)]
-    struct Unreachable;
-
-    impl std::fmt::Display for Unreachable {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("Unreachable")
-        }
-    }
-
-    fn down() -> object_store::Error {
-        object_store::Error::Generic {
-            store: "Unreachable",
-            source: "connection refused".into(),
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl ObjectStore for Unreachable {
-        async fn put_opts(
-            &self,
-            _: &object_store::path::Path,
-            _: PutPayload,
-            _: PutOptions,
-        ) -> object_store::Result<PutResult> {
-            Err(down())
-        }
-        async fn put_multipart_opts(
-            &self,
-            _: &object_store::path::Path,
-            _: PutMultipartOptions,
-        ) -> object_store::Result<Box<dyn MultipartUpload>> {
-            Err(down())
-        }
-        async fn get_opts(
-            &self,
-            _: &object_store::path::Path,
-            _: GetOptions,
-        ) -> object_store::Result<GetResult> {
-            Err(down())
-        }
-        fn delete_stream(
-            &self,
-            _: BoxStream<'static, object_store::Result<object_store::path::Path>>,
-        ) -> BoxStream<'static, object_store::Result<object_store::path::Path>> {
-            Box::pin(futures::stream::once(async { Err(down()) }))
-        }
-        fn list(
-            &self,
-            _: Option<&object_store::path::Path>,
-        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-            Box::pin(futures::stream::once(async { Err(down()) }))
-        }
-        async fn list_with_delimiter(
-            &self,
-            _: Option<&object_store::path::Path>,
-        ) -> object_store::Result<ListResult> {
-            Err(down())
-        }
-        async fn copy_opts(
-            &self,
-            _: &object_store::path::Path,
-            _: &object_store::path::Path,
-            _: CopyOptions,
-        ) -> object_store::Result<()> {
-            Err(down())
-        }
     }
 }

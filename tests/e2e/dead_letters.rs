@@ -2,98 +2,19 @@
 //! the media store was down stay unfinished, and once the store is back a redrive
 //! (`mq_core::dead_letters::redrive`, what `admin dlq redrive` runs) gets them processed.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use futures::stream::BoxStream;
 use mq_core::dead_letters::{self, ReadOptions};
 use product_pipeline::app::Roles;
+use product_pipeline_imaging::media::outage::OutageStore;
 use product_pipeline_imaging::media::MediaStore;
-use product_pipeline_imaging::object_store::memory::InMemory;
-use product_pipeline_imaging::object_store::path::Path;
-use product_pipeline_imaging::object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result as StoreResult,
-};
 
 use crate::support::*;
 
-/// An in-memory object store whose writes fail, as in an outage, while it is switched off.
-#[derive(Debug, Default)]
-struct OutageStore {
-    inner: InMemory,
-    down: AtomicBool,
-}
-
-impl std::fmt::Display for OutageStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "OutageStore({})", self.inner)
-    }
-}
-
-impl OutageStore {
-    fn writable(&self) -> StoreResult<()> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(product_pipeline_imaging::object_store::Error::Generic {
-                store: "OutageStore",
-                source: "media store unreachable (test outage)".into(),
-            });
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl ObjectStore for OutageStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> StoreResult<PutResult> {
-        self.writable()?;
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> StoreResult<Box<dyn MultipartUpload>> {
-        self.writable()?;
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> StoreResult<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, StoreResult<Path>>,
-    ) -> BoxStream<'static, StoreResult<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, StoreResult<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> StoreResult<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> StoreResult<()> {
-        self.writable()?;
-        self.inner.copy_opts(from, to, options).await
-    }
-}
-
 pub async fn products_dead_lettered_by_a_media_outage_are_redriven(stack: &Stack) {
     let store = Arc::new(OutageStore::default());
-    store.down.store(true, Ordering::SeqCst);
+    store.fail_writes(true);
     let media = MediaStore::from_object_store(store.clone(), "outage");
     let images = ImageServer::start().await;
     let mut config = stack.config.clone();
@@ -143,7 +64,7 @@ pub async fn products_dead_lettered_by_a_media_outage_are_redriven(stack: &Stack
         assert!(media.list_product(id).await.unwrap().is_empty());
     }
 
-    store.down.store(false, Ordering::SeqCst);
+    store.fail_writes(false);
     let options = ReadOptions {
         limit: 10,
         ..ReadOptions::default()

@@ -36,6 +36,8 @@ mod error;
 mod key;
 mod location;
 #[cfg(feature = "testkit")]
+pub mod outage;
+#[cfg(feature = "testkit")]
 pub mod suite;
 
 use std::path::PathBuf;
