@@ -37,8 +37,8 @@ pub(crate) struct Charged {
     pub(crate) left: Duration,
     /// Attempts made.
     pub(crate) attempts: u32,
-    /// Why they failed: the last attempt's error, or when the budget cut that attempt short,
-    /// the one before it, which says more about the server.
+    /// Why they failed: the last attempt's error, or when that attempt spent the rest of the
+    /// budget (it was cut short), the one before it, which says more about the server.
     pub(crate) reason: String,
 }
 
@@ -111,20 +111,16 @@ impl Allowances {
             .images
             .get(&image)
             .map(|remaining| &remaining.charged);
-        let cut_short = matches!(
-            error,
-            ImagingError::Timeout {
-                phase: "fetch budget",
-                ..
-            }
-        );
+        let left = earlier
+            .map_or(self.budget, |charged| charged.left)
+            .saturating_sub(took);
         let charged = Charged {
-            left: earlier
-                .map_or(self.budget, |charged| charged.left)
-                .saturating_sub(took),
+            left,
             attempts: earlier.map_or(0, |charged| charged.attempts) + 1,
+            // The attempt that spent the rest was cut short by the budget; the one before it
+            // failed for a reason of the server's.
             reason: match earlier {
-                Some(charged) if cut_short => charged.reason.clone(),
+                Some(charged) if left.is_zero() => charged.reason.clone(),
                 _ => error.without_advice(),
             },
         };
