@@ -214,3 +214,48 @@ impl ImagingConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(config: ImagingConfig) -> &'static str {
+        match config.validate() {
+            Err(ImagingError::Config { setting, .. }) => setting,
+            other => panic!("expected a refused setting, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        ImagingConfig::default().validate().unwrap();
+    }
+
+    /// The fetch limits the attempt's clock relies on: a deadline it can compute without
+    /// overflowing, a budget to draw on, a grace period for the headers when a rate is set.
+    #[test]
+    fn fetch_limits_are_checked() {
+        let too_long = ImagingConfig {
+            total_timeout: Duration::from_secs(24 * 60 * 60 + 1),
+            ..ImagingConfig::default()
+        };
+        assert_eq!(refused(too_long), "total_timeout");
+        let no_budget = ImagingConfig {
+            fetch_budget: Duration::ZERO,
+            ..ImagingConfig::default()
+        };
+        assert_eq!(refused(no_budget), "fetch_budget");
+        let no_grace = ImagingConfig {
+            transfer_grace: Duration::ZERO,
+            ..ImagingConfig::default()
+        };
+        assert_eq!(refused(no_grace), "transfer_grace");
+        ImagingConfig {
+            transfer_grace: Duration::ZERO,
+            min_transfer_rate: 0,
+            ..ImagingConfig::default()
+        }
+        .validate()
+        .expect("no grace is needed without a minimum rate");
+    }
+}
