@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mq_core::dead_letters::{self, ReadOptions};
-use product_pipeline::app;
+use product_pipeline::{app, telemetry};
 use product_pipeline::{BrokerKind, Config};
 
 #[derive(Parser)]
@@ -53,7 +53,10 @@ enum DlqAction {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    app::init_tracing();
+    let Ok(_telemetry) = telemetry::install().inspect_err(|error| eprintln!("error: {error}"))
+    else {
+        return std::process::ExitCode::FAILURE;
+    };
     let Admin { command, config } = Admin::parse();
     let Command::Dlq {
         action,

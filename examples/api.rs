@@ -7,11 +7,15 @@
 
 use clap::Parser;
 use product_pipeline::app::{self, Roles};
+use product_pipeline::telemetry;
 use product_pipeline::Config;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    app::init_tracing();
+    let Ok(_telemetry) = telemetry::install().inspect_err(|error| eprintln!("error: {error}"))
+    else {
+        return std::process::ExitCode::FAILURE;
+    };
     app::run_until_signal(&Config::parse(), Roles::API, |running| {
         println!(
             "API listening on http://{}",

@@ -11,11 +11,15 @@
 
 use clap::Parser;
 use product_pipeline::app::{self, Roles};
+use product_pipeline::telemetry;
 use product_pipeline::Config;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    app::init_tracing();
+    let Ok(_telemetry) = telemetry::install().inspect_err(|error| eprintln!("error: {error}"))
+    else {
+        return std::process::ExitCode::FAILURE;
+    };
     let config = Config::parse();
     app::run_until_signal(&config, Roles::ALL, |running| {
         let addr = running.http_addr.expect("the pipeline runs the API");

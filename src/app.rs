@@ -341,6 +341,7 @@ impl Starting {
             if roles.api {
                 let relay_config = RelayConfig {
                     topic_prefix: config.topic_prefix.clone(),
+                    messaging_system: config.broker.messaging_system(),
                     ..RelayConfig::default()
                 };
                 let relay =
@@ -495,16 +496,6 @@ pub async fn shutdown_signal() {
         let _ = interrupt.await;
     }
     info!("shutdown requested; finishing in-flight work");
-}
-
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// What the example binaries do: starts `roles`, calls `on_started`, runs until SIGINT or

@@ -18,6 +18,17 @@ pub enum BrokerKind {
     Kafka,
 }
 
+impl BrokerKind {
+    /// The broker as OpenTelemetry's `messaging.system` names it.
+    pub fn messaging_system(self) -> &'static str {
+        match self {
+            BrokerKind::Memory => "memory",
+            BrokerKind::Rabbit => "rabbitmq",
+            BrokerKind::Kafka => "kafka",
+        }
+    }
+}
+
 /// Configuration of the API, the outbox relay and the image worker.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(version, about = "Product ingestion API and image pipeline")]

@@ -7,6 +7,8 @@
 //!   [`outbox_retention`] deletes the published rows after `OUTBOX_RETENTION`.
 //! - [`consumer`]: the image worker's handler (fetch, compress, store, record).
 //! - [`prometheus`]: the metrics recorder and what `GET /metrics` renders.
+//! - [`telemetry`]: logs (text or JSON lines) and OTLP export of traces, one trace per product
+//!   from the HTTP request through the broker to the stored images.
 //! - [`server`]: the HTTP server loop: header timeout, connection caps, graceful shutdown.
 //! - [`config`] and [`app`]: one configuration and the wiring the examples use; [`startup`]:
 //!   start-up errors, and the wait for dependencies that are not up yet (`STARTUP_TIMEOUT`).
@@ -29,6 +31,7 @@ pub mod prometheus;
 pub mod relay;
 pub mod server;
 pub mod startup;
+pub mod telemetry;
 
 pub use config::{BrokerKind, Config};
 pub use mq_core;

@@ -107,6 +107,18 @@ fn describe() {
         "Publishes that failed (the row is retried)"
     );
     describe_counter!(
+        "otel_spans_dropped_total",
+        "Spans dropped because the OTLP export queue was full (collector down or slow)"
+    );
+    describe_counter!(
+        "otel_spans_exported_total",
+        "Spans the OTLP collector accepted"
+    );
+    describe_counter!(
+        "otel_spans_export_failed_total",
+        "Spans whose OTLP export failed"
+    );
+    describe_counter!(
         "outbox_rows_deleted_total",
         "Published outbox rows deleted after OUTBOX_RETENTION"
     );

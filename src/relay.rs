@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use mq_core::domain::{OutboxMessage, OutboxRepo};
 use mq_core::worker::Backoff;
-use mq_core::Publisher;
+use mq_core::{trace_context, Publisher};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument};
 
 /// How the relay works.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +33,9 @@ pub struct RelayConfig {
     pub backoff: Backoff,
     /// Put before each row's topic when publishing (see [`crate::Config::topic_prefix`]).
     pub topic_prefix: String,
+    /// The broker, for the `messaging.system` attribute of the publish spans
+    /// ([`crate::BrokerKind::messaging_system`]).
+    pub messaging_system: &'static str,
 }
 
 impl Default for RelayConfig {
@@ -48,6 +51,7 @@ impl Default for RelayConfig {
                 jitter: 0.3,
             },
             topic_prefix: String::new(),
+            messaging_system: "memory",
         }
     }
 }
@@ -158,12 +162,38 @@ impl OutboxRelay {
         Ok(report)
     }
 
+    /// Publishes one row inside a `send` span (OpenTelemetry messaging conventions, kind
+    /// producer): the child of the request that wrote the row, and the parent of the consumer's
+    /// span, whose context replaces the row's in the message headers.
     async fn publish(&self, row: &OutboxMessage) -> mq_core::Result<()> {
         let topic = format!("{}{}", self.config.topic_prefix, row.topic);
-        let published = self.publisher.publish(&topic, row.to_message()).await;
-        let metric = match published {
+        let mut message = row.to_message();
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = format!("send {topic}"),
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            otel.status_message = tracing::field::Empty,
+            messaging.system = self.config.messaging_system,
+            messaging.operation.type = "send",
+            messaging.destination.name = %topic,
+            messaging.message.id = message.id(),
+            outbox_id = row.id,
+        );
+        trace_context::continue_trace(&span, message.headers());
+        trace_context::inject(&span, message.headers_mut());
+        let published = self
+            .publisher
+            .publish(&topic, message)
+            .instrument(span.clone())
+            .await;
+        let metric = match &published {
             Ok(()) => "messages_published_total",
-            Err(_) => "messages_publish_failures_total",
+            Err(error) => {
+                span.record("otel.status_code", "ERROR");
+                span.record("otel.status_message", error.to_string());
+                "messages_publish_failures_total"
+            }
         };
         metrics::counter!(metric, "topic" => topic).increment(1);
         published

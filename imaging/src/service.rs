@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
+use tracing::field::Empty;
+use tracing::Instrument;
 
 use crate::budget::{MemoryBudget, Phase};
 use crate::compress::{compress, memory_needed, CompressOptions, Compressed};
@@ -109,9 +111,26 @@ impl Imaging {
         index: u32,
         url: &str,
     ) -> Result<StoredImage, ImagingError> {
-        let processed = self.fetch_and_store(product_id, index, url).await;
+        // One span per image with a child per step (fetch, compress, store): under the worker's
+        // span, this is the image's part of the product's trace.
+        let span = tracing::info_span!(
+            "image",
+            product_id,
+            index,
+            url.full = url,
+            otel.status_code = Empty,
+            otel.status_message = Empty,
+            error.type = Empty,
+        );
+        let processed = self
+            .fetch_and_store(product_id, index, url)
+            .instrument(span.clone())
+            .await;
         if let Err(error) = &processed {
             metrics::counter!("image_failures_total", "reason" => error.kind()).increment(1);
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_message", error.to_string());
+            span.record("error.type", error.kind());
         }
         processed
     }
@@ -123,7 +142,10 @@ impl Imaging {
         url: &str,
     ) -> Result<StoredImage, ImagingError> {
         let started = Instant::now();
-        let (fetched, download) = self.fetch(product_id, index, url).await?;
+        let (fetched, download) = self
+            .fetch(product_id, index, url)
+            .instrument(tracing::info_span!("fetch image"))
+            .await?;
         metrics::histogram!("image_fetch_duration_seconds").record(started.elapsed());
         let bytes_in = fetched.bytes.len() as u64;
         metrics::counter!("image_bytes_in_total").increment(bytes_in);
@@ -131,21 +153,30 @@ impl Imaging {
         // From the header only; the decode waits here for memory before it takes a CPU permit.
         let needed = memory_needed(&fetched.bytes, &options)?;
         let decode = self.inner.memory.reserve(Phase::Decode, needed).await?;
+        let compress_span = tracing::info_span!("compress image", width = Empty, height = Empty);
         let mut compressed = self
             .run_cpu(move || {
+                let _span = compress_span.entered();
                 // Both reservations end with this job, when the source and pixels are freed.
                 let _memory = (download, decode);
                 // Timed on the blocking thread, so waiting for a CPU permit is not counted.
                 let started = Instant::now();
                 let compressed = compress(&fetched.bytes, &options)?;
                 metrics::histogram!("image_compress_duration_seconds").record(started.elapsed());
+                let span = tracing::Span::current();
+                span.record("width", compressed.width);
+                span.record("height", compressed.height);
                 Ok(compressed)
             })
             .await?;
         let key = image_key(product_id, index, &compressed.data, compressed.format);
         let bytes_out = compressed.data.len() as u64;
         let data = bytes::Bytes::from(std::mem::take(&mut compressed.data));
-        self.inner.store.put(&key, data).await?;
+        self.inner
+            .store
+            .put(&key, data)
+            .instrument(tracing::info_span!("store image", key = %key, bytes = bytes_out))
+            .await?;
         metrics::counter!("image_bytes_out_total").increment(bytes_out);
         tracing::debug!(
             product_id,

@@ -73,7 +73,33 @@ pub struct Delivery {
     topic: String,
     message: Message,
     attempt: u32,
+    origin: Origin,
     acknowledger: Option<Box<dyn Acknowledger>>,
+}
+
+/// Where in the broker a [`Delivery`] came from, for traces and logs (the OpenTelemetry messaging
+/// attributes `messaging.system`, `messaging.destination.partition.id` and
+/// `messaging.kafka.offset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The broker, as OpenTelemetry names it: `rabbitmq`, `kafka`, or `memory` for
+    /// [`MemoryBroker`](crate::MemoryBroker).
+    pub system: &'static str,
+    /// The partition, for brokers that have them.
+    pub partition: Option<i32>,
+    /// The offset in the partition, for brokers that have them.
+    pub offset: Option<i64>,
+}
+
+impl Origin {
+    /// A broker without partitions.
+    pub const fn system(system: &'static str) -> Self {
+        Self {
+            system,
+            partition: None,
+            offset: None,
+        }
+    }
 }
 
 impl Delivery {
@@ -88,8 +114,20 @@ impl Delivery {
             topic: topic.into(),
             message,
             attempt: attempt.max(1),
+            origin: Origin::system("unknown"),
             acknowledger: Some(acknowledger),
         }
+    }
+
+    /// Sets where the delivery came from (backends call this; `unknown` until they do).
+    pub fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = origin;
+        self
+    }
+
+    /// Where the delivery came from.
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     /// The topic the message was published to.
@@ -153,6 +191,7 @@ impl std::fmt::Debug for Delivery {
             .field("topic", &self.topic)
             .field("message", &self.message)
             .field("attempt", &self.attempt)
+            .field("origin", &self.origin)
             .field("settled", &self.acknowledger.is_none())
             .finish()
     }

@@ -6,6 +6,8 @@
 //! - [`worker`]: runs a handler over a subscription with concurrency, retries, dead letters and
 //!   graceful stop; [`dead_letters`]: list dead letters and redrive them to their topic.
 //! - [`domain`]: users, products and the repository traits the store implements.
+//! - [`trace_context`]: a consumer's span continues the publisher's trace (feature
+//!   `opentelemetry`).
 //! - `testkit` (feature `testkit`): the conformance scenarios every backend must pass.
 //! - mockall mocks of every trait (feature `mock`).
 //!
@@ -23,9 +25,10 @@ mod publisher;
 mod subscriber;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod trace_context;
 pub mod worker;
 
-pub use delivery::{Acknowledger, Delivery, Nack, Settlement};
+pub use delivery::{Acknowledger, Delivery, Nack, Origin, Settlement};
 pub use error::{BoxError, Error, Result, Retry};
 pub use memory::{MemoryBroker, MemoryPublisher, MemorySubscriber};
 pub use message::{dead_letter_topic, headers, Message};

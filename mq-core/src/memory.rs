@@ -17,8 +17,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    dead_letter_topic, Acknowledger, Delivery, DeliveryStream, Error, Message, Nack, Publisher,
-    Result, Settlement, Subscriber,
+    dead_letter_topic, Acknowledger, Delivery, DeliveryStream, Error, Message, Nack, Origin,
+    Publisher, Result, Settlement, Subscriber,
 };
 
 /// An in-process message broker. Cheap to clone: clones share the same topics.
@@ -197,12 +197,10 @@ impl Inner {
             group: group_name.to_owned(),
             offset,
         };
-        Some(Delivery::new(
-            topic_name,
-            message,
-            attempt,
-            Box::new(acknowledger),
-        ))
+        Some(
+            Delivery::new(topic_name, message, attempt, Box::new(acknowledger))
+                .with_origin(Origin::system("memory")),
+        )
     }
 
     fn settle(&self, topic_name: &str, group_name: &str, offset: u64, settlement: Settlement) {

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use mq_core::{
-    dead_letter_topic, Acknowledger, Delivery, DeliveryStream, Error, Message, Nack, Result,
-    Settlement, Subscriber,
+    dead_letter_topic, Acknowledger, Delivery, DeliveryStream, Error, Message, Nack, Origin,
+    Result, Settlement, Subscriber,
 };
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
@@ -459,12 +459,18 @@ impl Subscription {
                 epoch,
                 record,
             };
+            let origin = Origin {
+                system: "kafka",
+                partition: Some(partition),
+                offset: Some(offset),
+            };
             return Some(Ok(Delivery::new(
                 self.topic.clone(),
                 message,
                 attempt,
                 Box::new(acknowledger),
-            )));
+            )
+            .with_origin(origin)));
         }
         // Draining the queues may have turned up errors.
         state.errors.pop_front().map(Err)

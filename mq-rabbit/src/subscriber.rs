@@ -10,7 +10,7 @@ use futures::StreamExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Consumer};
-use mq_core::{Delivery, DeliveryStream, Error, Result, Subscriber};
+use mq_core::{Delivery, DeliveryStream, Error, Origin, Result, Subscriber};
 use tracing::{debug, warn};
 
 use crate::ack::RabbitAcknowledger;
@@ -276,7 +276,8 @@ impl Subscription {
                         message,
                         attempt,
                         Box::new(acknowledger),
-                    )));
+                    )
+                    .with_origin(Origin::system("rabbitmq"))));
                 }
                 Some(Err(error)) => {
                     self.active = None;

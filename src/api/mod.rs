@@ -58,7 +58,7 @@ pub use front::Front;
 pub use limits::{TrustedProxies, WriteRate};
 pub use media::MediaLinks;
 pub use openapi::openapi;
-pub use trace::traceparent;
+pub use trace::message_headers;
 
 use crate::prometheus::MetricsEndpoint;
 use product_pipeline_imaging::media::MediaStore;
@@ -200,7 +200,11 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
                 .map(|rate| limits::WriteLimiter::new(rate, limits.trusted_proxies.clone())),
             limits::limit_writes,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(trace::server_span)
+                .on_response(trace::record_response),
+        )
         // Outermost, so that 401, 408 and 413 answers are counted too.
         .layer(middleware::from_fn(http_metrics::record))
         .with_state(state)

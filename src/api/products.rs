@@ -1,18 +1,17 @@
 //! `POST /products`, `GET /products/{id}`, `GET /products`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mq_core::domain::{Created, Page, Product};
-use mq_core::headers;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{
-    created, idempotency, parse_id, traceparent, validate, ApiError, AppState, JsonObject,
+    created, idempotency, message_headers, parse_id, validate, ApiError, AppState, JsonObject,
     MediaLinks,
 };
 
@@ -71,10 +70,7 @@ pub(super) async fn create(
         state.idempotency_ttl,
     )?;
     let new_product = validate::new_product(&body)?;
-    let message_headers = BTreeMap::from([(
-        headers::TRACEPARENT.to_owned(),
-        traceparent(&request_headers),
-    )]);
+    let message_headers = message_headers(&request_headers);
     let products = &state.products;
     let outcome = match key {
         None => Created::New(

@@ -13,6 +13,7 @@ mod proxy;
 mod scenarios;
 mod slow_servers;
 mod support;
+mod telemetry;
 
 /// Every scenario, whichever module defines it.
 mod all {
@@ -20,6 +21,7 @@ mod all {
     pub use crate::hostile_strings::hostile_strings;
     pub use crate::scenarios::*;
     pub use crate::slow_servers::slow_image_servers_do_not_hold_up_good_products;
+    pub use crate::telemetry::one_trace_per_product;
 }
 
 /// One `#[tokio::test]` per scenario for a backend combination.
@@ -29,7 +31,7 @@ macro_rules! e2e_tests {
             unknown_user_and_duplicate_mobile, list_filters_and_pagination, worker_stopped_mid_batch,
             broker_outage, poison_message, idempotent_creates, metrics_move, hostile_strings,
             slow_image_servers_do_not_hold_up_good_products,
-            products_dead_lettered_by_a_media_outage_are_redriven);
+            products_dead_lettered_by_a_media_outage_are_redriven, one_trace_per_product);
     };
     (@each $stack:expr; $($scenario:ident),*) => {
         $(
@@ -63,6 +65,14 @@ mod kafka_postgres {
         BrokerKind::Kafka,
         "KAFKA_BROKERS"
     ));
+}
+
+/// Trace export to a collector that is down or hangs, on the embedded defaults.
+mod telemetry_faults {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_dead_or_stalled_collector_holds_nothing_up() {
+        crate::telemetry::a_dead_or_stalled_collector_holds_nothing_up().await;
+    }
 }
 
 /// The worker's memory budget, on the embedded defaults.

@@ -1,15 +1,12 @@
 //! Media on S3 (SeaweedFS from scripts/s3.sh) with RabbitMQ and PostgreSQL: processes that share
 //! nothing but the services, and an S3 outage in the middle of processing.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use product_pipeline::app::Roles;
 use product_pipeline::BrokerKind;
 use product_pipeline_imaging::media::MediaStore;
 use serde_json::Value;
-use tokio::process::{Child, Command};
 
 use crate::proxy::Proxy;
 use crate::support::*;
@@ -71,66 +68,6 @@ async fn assert_in_bucket(media: &MediaStore, base: &str, product: &Value) {
         recorded,
         "exactly the recorded objects under products/{id}/"
     );
-}
-
-/// A process of the stack in its own empty working directory; killed when dropped.
-struct Process {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Process {
-    fn start(stack: &Stack, name: &str, extra: &[(&str, String)]) -> Process {
-        let dir = tempfile::tempdir().unwrap();
-        let config = &stack.config;
-        let mut command = Command::new(example(name));
-        command
-            .current_dir(dir.path())
-            .env("DATABASE_URL", &config.database_url)
-            .env("DATABASE_SCHEMA", config.database_schema.as_ref().unwrap())
-            .env("DATABASE_MAX_CONNECTIONS", "5")
-            .env("BROKER", "rabbit")
-            .env("AMQP_URL", &config.amqp_url)
-            .env("TOPIC_PREFIX", &config.topic_prefix)
-            .env("CONSUMER_GROUP", &config.consumer_group)
-            .env("MEDIA_URL", config.media_url.as_ref().unwrap())
-            .env_remove("MEDIA_DIR")
-            .env("ALLOW_PRIVATE_IMAGE_HOSTS", "true")
-            .env("WORKER_CONCURRENCY", "4")
-            .env("HTTP_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        for (key, value) in extra {
-            command.env(key, value);
-        }
-        let child = command.spawn().unwrap();
-        Process { child, dir }
-    }
-
-    /// The address the API printed.
-    async fn api_base(&mut self) -> String {
-        printed_api_base(&mut self.child).await
-    }
-
-    /// Files the process left in its working directory (there must be none: nothing assumes a
-    /// shared filesystem).
-    fn files(&self) -> Vec<PathBuf> {
-        walkdir(self.dir.path())
-    }
-}
-
-fn walkdir(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walkdir(&path));
-        }
-        out.push(path);
-    }
-    out
 }
 
 /// The API and two workers as separate processes, each in an empty working directory of its

@@ -1,5 +1,7 @@
 //! What every end-to-end test needs: a local image server, a running stack, an HTTP client.
 
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use product_pipeline::app::{self, Roles, Running};
 use product_pipeline::{BrokerKind, Config};
 use product_pipeline_imaging::media::MediaStore;
 use serde_json::{json, Value};
+use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
 /// How long a test waits for a product to be processed: generous, for debug builds on a busy
@@ -436,6 +439,82 @@ impl Stack {
             base,
         }
     }
+}
+
+/// A process of the stack in its own empty working directory; killed when dropped.
+pub struct Process {
+    pub child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Process {
+    /// Starts example `name` with the stack's settings (its broker, database and media) and
+    /// `extra` variables; a memory stack only works with the `pipeline` example.
+    pub fn start(stack: &Stack, name: &str, extra: &[(&str, String)]) -> Process {
+        let dir = tempfile::tempdir().unwrap();
+        let config = &stack.config;
+        let mut command = Command::new(example(name));
+        command
+            .current_dir(dir.path())
+            .env("DATABASE_URL", &config.database_url)
+            .env("DATABASE_MAX_CONNECTIONS", "5")
+            .env("TOPIC_PREFIX", &config.topic_prefix)
+            .env("CONSUMER_GROUP", &config.consumer_group)
+            .env("ALLOW_PRIVATE_IMAGE_HOSTS", "true")
+            .env("WORKER_CONCURRENCY", "4")
+            .env("HTTP_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if let Some(schema) = &config.database_schema {
+            command.env("DATABASE_SCHEMA", schema);
+        }
+        match config.broker {
+            BrokerKind::Memory => command.env("BROKER", "memory"),
+            BrokerKind::Rabbit => command
+                .env("BROKER", "rabbit")
+                .env("AMQP_URL", &config.amqp_url),
+            BrokerKind::Kafka => command
+                .env("BROKER", "kafka")
+                .env("KAFKA_BROKERS", &config.kafka_brokers),
+        };
+        match (&config.media_url, &config.media_dir) {
+            (Some(url), _) => command.env("MEDIA_URL", url).env_remove("MEDIA_DIR"),
+            (None, Some(dir)) => command.env("MEDIA_DIR", dir).env_remove("MEDIA_URL"),
+            (None, None) => &mut command,
+        };
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        let child = command.spawn().unwrap();
+        Process { child, dir }
+    }
+
+    /// The address the API printed.
+    pub async fn api_base(&mut self) -> String {
+        printed_api_base(&mut self.child).await
+    }
+
+    /// Files the process left in its working directory (there must be none: nothing assumes a
+    /// shared filesystem).
+    #[allow(dead_code)] // only the S3 tests use it
+    pub fn files(&self) -> Vec<PathBuf> {
+        walkdir(self.dir.path())
+    }
+}
+
+#[allow(dead_code)]
+fn walkdir(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        }
+        out.push(path);
+    }
+    out
 }
 
 /// A running part of the stack.

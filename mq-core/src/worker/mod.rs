@@ -7,7 +7,9 @@
 //! - [`Worker::run`] stops gracefully when its shutdown token is cancelled: it stops fetching,
 //!   lets in-flight handlers finish within [`WorkerConfig::shutdown_timeout`], hands back (requeues)
 //!   whatever is still running or waiting to be retried, and settles every delivery;
-//! - each message is handled inside a `message` tracing span;
+//! - each message is handled inside a `message` tracing span, with the OpenTelemetry messaging
+//!   attributes (`messaging.system`, `messaging.destination.name`, ...) as fields; with the
+//!   feature `opentelemetry` it continues the trace in the message's `traceparent` header;
 //! - what happened to each message is counted in [`WorkerStats`] and through the [`metrics`]
 //!   facade (a no-op until the application installs a recorder), labelled by `topic` and `group`:
 //!   `messages_consumed_total` (handled and acked), `messages_retried_total` (in-process retries),
@@ -278,16 +280,28 @@ impl JobMetrics {
 impl Job {
     async fn process(&self, delivery: Delivery) {
         let message = delivery.message();
+        let origin = delivery.origin();
+        // Named and attributed after the OpenTelemetry messaging conventions (a `process` span of
+        // kind consumer), the child of the publisher's span when the headers carry its context.
         let span = info_span!(
             "message",
-            topic = delivery.topic(),
-            group = %self.group,
-            message_id = message.id(),
+            otel.name = format!("process {}", delivery.topic()),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            otel.status_message = tracing::field::Empty,
+            messaging.system = origin.system,
+            messaging.operation.type = "process",
+            messaging.destination.name = delivery.topic(),
+            messaging.consumer.group.name = %self.group,
+            messaging.message.id = message.id(),
+            messaging.destination.partition.id = origin.partition,
+            messaging.kafka.offset = origin.offset,
             key = message.key(),
             traceparent = message.header(headers::TRACEPARENT),
             // The broker's delivery count; the events inside count in-process retries as well.
             delivery_attempt = delivery.attempt(),
         );
+        crate::trace_context::continue_trace(&span, message.headers());
         async {
             let outcome = self.handle_with_retries(&delivery).await;
             self.settle(delivery, outcome).await;
@@ -331,6 +345,11 @@ impl Job {
     }
 
     async fn settle(&self, delivery: Delivery, outcome: Outcome) {
+        if let Outcome::DeadLetter(reason, _) = &outcome {
+            let span = tracing::Span::current();
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_message", reason.as_str());
+        }
         let (settled, counter, metric) = match outcome {
             Outcome::Ack => (
                 delivery.ack().await,
