@@ -64,6 +64,19 @@ start_s3() {
   "$here/s3.sh" start >&2 && echo "export SERVICES_STARTED_S3=1" && "$here/s3.sh" env
 }
 
+# rotel, an OTLP collector (PyPI wheel), which the gRPC trace test starts itself: installed into
+# a virtualenv of this script's (scripts/.venv-rotel, git-ignored).
+install_rotel() {
+  local venv="$here/.venv-rotel" agent
+  agent="$(echo "$venv"/lib/python3*/site-packages/rotel/rotel-agent)"
+  if [ ! -x "$agent" ]; then
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check rotel==0.0.1a15 >&2
+    agent="$(echo "$venv"/lib/python3*/site-packages/rotel/rotel-agent)"
+  fi
+  [ -x "$agent" ] && echo "export ROTEL_AGENT='$agent'"
+}
+
 print_env() {
   echo "export DATABASE_URL='$DATABASE_URL'"
   echo "export AMQP_URL='$AMQP_URL'"
@@ -79,6 +92,7 @@ case "${1:-}" in
     kafka_env="$(start_kafka)" && echo "${kafka_env}${kafka_env:+
 }export KAFKA_BROKERS='$KAFKA_BROKERS'"
     start_s3 || true
+    install_rotel || true
     exit 0
     ;;
   postgres)

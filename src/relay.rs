@@ -173,9 +173,10 @@ impl OutboxRelay {
             otel.name = format!("send {topic}"),
             otel.kind = "producer",
             otel.status_code = tracing::field::Empty,
-            otel.status_message = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
             messaging.system = self.config.messaging_system,
             messaging.operation.type = "send",
+            messaging.operation.name = "send",
             messaging.destination.name = %topic,
             messaging.message.id = message.id(),
             outbox_id = row.id,
@@ -191,7 +192,7 @@ impl OutboxRelay {
             Ok(()) => "messages_published_total",
             Err(error) => {
                 span.record("otel.status_code", "ERROR");
-                span.record("otel.status_message", error.to_string());
+                span.record("otel.status_description", error.to_string());
                 "messages_publish_failures_total"
             }
         };

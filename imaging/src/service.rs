@@ -117,9 +117,9 @@ impl Imaging {
             "image",
             product_id,
             index,
-            url.full = url,
+            url.full = %redacted(url),
             otel.status_code = Empty,
-            otel.status_message = Empty,
+            otel.status_description = Empty,
             error.type = Empty,
         );
         let processed = self
@@ -129,7 +129,7 @@ impl Imaging {
         if let Err(error) = &processed {
             metrics::counter!("image_failures_total", "reason" => error.kind()).increment(1);
             span.record("otel.status_code", "ERROR");
-            span.record("otel.status_message", error.to_string());
+            span.record("otel.status_description", error.to_string());
             span.record("error.type", error.kind());
         }
         processed
@@ -153,17 +153,23 @@ impl Imaging {
         // From the header only; the decode waits here for memory before it takes a CPU permit.
         let needed = memory_needed(&fetched.bytes, &options)?;
         let decode = self.inner.memory.reserve(Phase::Decode, needed).await?;
-        let compress_span = tracing::info_span!("compress image", width = Empty, height = Empty);
+        let image_span = tracing::Span::current();
         let mut compressed = self
             .run_cpu(move || {
-                let _span = compress_span.entered();
+                // Started here, so that the wait for a CPU permit is not part of it.
+                let span = tracing::info_span!(
+                    parent: &image_span,
+                    "compress image",
+                    width = Empty,
+                    height = Empty
+                );
+                let _entered = span.enter();
                 // Both reservations end with this job, when the source and pixels are freed.
                 let _memory = (download, decode);
                 // Timed on the blocking thread, so waiting for a CPU permit is not counted.
                 let started = Instant::now();
                 let compressed = compress(&fetched.bytes, &options)?;
                 metrics::histogram!("image_compress_duration_seconds").record(started.elapsed());
-                let span = tracing::Span::current();
                 span.record("width", compressed.width);
                 span.record("height", compressed.height);
                 Ok(compressed)
@@ -262,5 +268,38 @@ impl Imaging {
         .map_err(|e| ImagingError::Interrupted {
             detail: e.to_string(),
         })?
+    }
+}
+
+/// `url` without user, password, query and fragment, for spans: presigned URLs carry their
+/// signatures in the query. Unparsable URLs are kept as they are (they fail before any request).
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.into()
+        }
+        Err(_) => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn span_urls_carry_no_credentials_or_signatures() {
+        assert_eq!(
+            redacted("https://user:secret@cdn.example.com/a/b.jpg?X-Amz-Signature=abc#top"),
+            "https://cdn.example.com/a/b.jpg"
+        );
+        assert_eq!(
+            redacted("http://127.0.0.1:8080/img.png"),
+            "http://127.0.0.1:8080/img.png"
+        );
+        assert_eq!(redacted("not a url"), "not a url");
     }
 }

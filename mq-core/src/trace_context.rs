@@ -20,18 +20,31 @@ use tracing::Span;
 pub fn continue_trace(span: &Span, headers: &BTreeMap<String, String>) {
     #[cfg(feature = "opentelemetry")]
     {
-        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        use opentelemetry::trace::TraceContextExt;
         let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
             propagator.extract(&HeaderMap(headers))
         });
-        use opentelemetry::trace::TraceContextExt;
         if parent.span().span_context().is_valid() {
-            // Only fails when no OpenTelemetry layer is installed, and then there is no trace.
-            let _ = span.set_parent(parent);
+            set_parent(span, parent);
         }
     }
     #[cfg(not(feature = "opentelemetry"))]
     let _ = (span, headers);
+}
+
+/// Makes `span` the child of `parent`, a context extracted from a carrier (HTTP headers, say).
+///
+/// Without an OpenTelemetry layer, or for a span no layer records, there is no trace and nothing
+/// to do. A span that has started already (entered, or its context taken) cannot change its
+/// parent: that is a bug of the caller, caught in debug builds.
+#[cfg(feature = "opentelemetry")]
+pub fn set_parent(span: &Span, parent: opentelemetry::Context) {
+    use tracing_opentelemetry::{OpenTelemetrySpanExt, SetParentError};
+    let result = span.set_parent(parent);
+    debug_assert!(
+        !matches!(result, Err(SetParentError::AlreadyStarted)),
+        "set the parent before the span starts"
+    );
 }
 
 /// Writes the trace context of `span` into `headers` (replacing what a propagator puts there,

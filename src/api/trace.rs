@@ -12,7 +12,6 @@ use mq_core::headers;
 use opentelemetry::trace::TraceContextExt;
 use tracing::field::Empty;
 use tracing::Span;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The server span of `request` (`TraceLayer::make_span_with`): `POST /products`, kind server,
 /// with `http.request.method`, `http.route` and `url.path`; the response's status is recorded by
@@ -34,14 +33,15 @@ pub fn server_span<B>(request: &Request<B>) -> Span {
         http.request.method = method,
         http.route = route,
         url.path = request.uri().path(),
+        // This server speaks plain HTTP; TLS, where there is any, ends at a proxy in front.
+        url.scheme = "http",
         http.response.status_code = Empty,
     );
     let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.extract(&opentelemetry_http::HeaderExtractor(request.headers()))
     });
     if parent.span().span_context().is_valid() {
-        // Fails only without an OpenTelemetry layer, when there is no trace to continue.
-        let _ = span.set_parent(parent);
+        mq_core::trace_context::set_parent(&span, parent);
     }
     span
 }

@@ -28,6 +28,11 @@ pub(super) fn otlp_exporter(
     protocol: Protocol,
 ) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
     let built = match protocol {
+        Protocol::Grpc if tokio::runtime::Handle::try_current().is_err() => {
+            return Err(TelemetryError::Exporter(
+                "the gRPC exporter needs a Tokio runtime: install telemetry inside one".to_owned(),
+            ))
+        }
         Protocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .build(),
@@ -164,13 +169,21 @@ mod tests {
         let tracer = provider.tracer("test");
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
         let scrape = recorder.handle();
-        metrics::with_local_recorder(&recorder, || {
-            // Far more spans than the queue holds, while the first export hangs: every span
-            // ends at once, the ones that do not fit are counted.
-            for _ in 0..5_000 {
-                tracer.in_span("work", |_| {});
-            }
+        // Far more spans than the queue holds, while the first export hangs: the spans end
+        // without waiting (a span that waited for the export would wait forever: the thread
+        // never finishes), and the ones that do not fit are counted.
+        let (ended, all_ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            metrics::with_local_recorder(&recorder, || {
+                for _ in 0..5_000 {
+                    tracer.in_span("work", |_| {});
+                }
+            });
+            let _ = ended.send(());
         });
+        all_ended
+            .recv_timeout(Duration::from_secs(60))
+            .expect("ending a span never waits for the export");
         let dropped: u64 = scrape
             .render()
             .lines()

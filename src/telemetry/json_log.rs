@@ -10,11 +10,11 @@
 
 use std::fmt;
 
-use opentelemetry::trace::{SpanId, TraceId};
+use opentelemetry::trace::TraceContextExt;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_opentelemetry::OtelData;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -45,6 +45,14 @@ where
         let mut fields = JsonVisitor::default();
         event.record(&mut fields);
         line.insert("fields".into(), Value::Object(fields.0));
+        // From the OpenTelemetry context, which every span has, also those `RUST_LOG` filters out
+        // of the logs.
+        let context = tracing::Span::current().context();
+        let ids = context.span().span_context().clone();
+        if ids.is_valid() {
+            line.insert("trace_id".into(), ids.trace_id().to_string().into());
+            line.insert("span_id".into(), ids.span_id().to_string().into());
+        }
         if let Some(current) = ctx.lookup_current() {
             // The innermost span with its fields, and the names of those around it.
             let mut span = current
@@ -60,14 +68,6 @@ where
                 .map(|span| span.name().into())
                 .collect();
             line.insert("spans".into(), Value::Array(names));
-            if let Some(otel) = current.extensions().get::<OtelData>() {
-                if let Some(trace_id) = otel.trace_id().filter(|id| *id != TraceId::INVALID) {
-                    line.insert("trace_id".into(), trace_id.to_string().into());
-                }
-                if let Some(span_id) = otel.span_id().filter(|id| *id != SpanId::INVALID) {
-                    line.insert("span_id".into(), span_id.to_string().into());
-                }
-            }
         }
         writeln!(writer, "{}", Value::Object(line))
     }

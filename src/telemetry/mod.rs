@@ -52,7 +52,7 @@ pub enum TelemetryError {
         problem: String,
     },
     /// The OTLP exporter could not be built from its variables.
-    #[error("OTEL_EXPORTER_OTLP_ENDPOINT: cannot set up the OTLP exporter: {0}")]
+    #[error("cannot set up the OTLP exporter from the OTEL_EXPORTER_OTLP_* variables: {0}")]
     Exporter(String),
     /// Another global `tracing` subscriber is installed already.
     #[error("a global tracing subscriber is already installed; install telemetry once, first thing in main")]
@@ -94,7 +94,10 @@ impl Drop for Telemetry {
 /// logs to stderr filtered by `RUST_LOG` (default `info`), and traces (the spans at `info` and
 /// above, whatever `RUST_LOG` says) to OTLP when asked.
 ///
-/// Call it once, first thing in `main`, inside the Tokio runtime (the gRPC exporter needs it).
+/// Call it once, first thing in `main`, inside a multi-threaded Tokio runtime (`#[tokio::main]`):
+/// the gRPC exporter runs on it, and dropping the guard blocks the thread that drops it while the
+/// last spans go out. Drop the guard before the runtime ends. The gRPC exporter is built without
+/// TLS: for an `https://` collector use `http/protobuf`.
 pub fn install() -> Result<Telemetry, TelemetryError> {
     install_with(&Settings::from_env()?)
 }
@@ -136,6 +139,11 @@ pub fn install_with(settings: &Settings) -> Result<Telemetry, TelemetryError> {
             .with_tracer(provider.tracer(env!("CARGO_PKG_NAME")))
             // Error events do not fail a span: the code records a span's status itself.
             .with_error_events_to_status(false)
+            // Per span: no busy/idle clocks on every poll, no thread and source-location
+            // attributes; what a trace needs is in the names, links and conventions' attributes.
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
             .with_filter(LevelFilter::INFO)
     });
     tracing_subscriber::registry()
@@ -143,13 +151,12 @@ pub fn install_with(settings: &Settings) -> Result<Telemetry, TelemetryError> {
         .with(logs.with_filter(filter))
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
-    let exports = settings.export.is_some();
-    if let Some(provider) = provider.as_ref().filter(|_| exports) {
+    // Only an exporting provider is the global one and needs shutting down.
+    let provider = provider.filter(|_| settings.export.is_some());
+    if let Some(provider) = &provider {
         opentelemetry::global::set_tracer_provider(provider.clone());
     }
-    Ok(Telemetry {
-        provider: provider.filter(|_| exports),
-    })
+    Ok(Telemetry { provider })
 }
 
 /// The resource of every span: `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` as the SDK reads

@@ -1,8 +1,14 @@
 //! What the environment asks of telemetry: the log format and whether (and how) to export traces.
 //!
 //! The variables are OpenTelemetry's own (`OTEL_*`, see the SDK environment variable
-//! specification) plus `LOG_FORMAT`; the SDK reads the rest itself (`OTEL_SERVICE_NAME`,
-//! `OTEL_TRACES_SAMPLER`/`_ARG`, `OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_TIMEOUT`, headers).
+//! specification) plus `LOG_FORMAT`. Read here: whether to export, the protocol, the queue size;
+//! checked here: the endpoints (the exporter would quietly fall back to localhost on one it
+//! cannot parse). The SDK and the exporter read the rest themselves (the endpoints' values,
+//! `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`/`_ARG`, the other `OTEL_BSP_*`,
+//! `OTEL_EXPORTER_OTLP_TIMEOUT`, headers).
+//!
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is the collector's base URL (`/v1/traces` is appended for
+//! HTTP); `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is used as it is.
 
 use super::TelemetryError;
 
@@ -55,11 +61,26 @@ impl Settings {
             Some("json") => LogFormat::Json,
             Some(other) => return Err(invalid("LOG_FORMAT", other, "text or json")),
         };
-        let disabled = match set("OTEL_SDK_DISABLED").as_deref().map(str::trim) {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => return Err(invalid("OTEL_SDK_DISABLED", other, "true or false")),
+        // Booleans are case-insensitive in the specification.
+        let disabled = match set("OTEL_SDK_DISABLED").map(|v| v.trim().to_ascii_lowercase()) {
+            None => false,
+            Some(value) if value == "false" => false,
+            Some(value) if value == "true" => true,
+            Some(other) => return Err(invalid("OTEL_SDK_DISABLED", &other, "true or false")),
         };
+        for name in [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ] {
+            if let Some(value) = set(name) {
+                let parsed = url::Url::parse(value.trim()).ok();
+                if !parsed.is_some_and(|url| {
+                    matches!(url.scheme(), "http" | "https") && url.host().is_some()
+                }) {
+                    return Err(invalid(name, &value, "an http:// or https:// URL"));
+                }
+            }
+        }
         let wanted = match set("OTEL_TRACES_EXPORTER").as_deref().map(str::trim) {
             None => {
                 set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()
@@ -185,6 +206,16 @@ mod tests {
                 vec![("OTEL_TRACES_EXPORTER", "zipkin")],
                 "OTEL_TRACES_EXPORTER",
                 "otlp or none",
+            ),
+            (
+                vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "127.0.0.1:4318")],
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "http:// or https:// URL",
+            ),
+            (
+                vec![("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http//collector")],
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http:// or https:// URL",
             ),
             (
                 vec![("OTEL_BSP_MAX_QUEUE_SIZE", "0")],

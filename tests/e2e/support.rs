@@ -461,6 +461,8 @@ impl Process {
             .env("TOPIC_PREFIX", &config.topic_prefix)
             .env("CONSUMER_GROUP", &config.consumer_group)
             .env("ALLOW_PRIVATE_IMAGE_HOSTS", "true")
+            // The tests choose telemetry themselves, whatever the runner's shell exports.
+            .env_remove("LOG_FORMAT")
             .env("WORKER_CONCURRENCY", "4")
             .env("HTTP_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
@@ -484,6 +486,9 @@ impl Process {
             (None, Some(dir)) => command.env("MEDIA_DIR", dir).env_remove("MEDIA_URL"),
             (None, None) => &mut command,
         };
+        for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("OTEL_")) {
+            command.env_remove(key);
+        }
         for (key, value) in extra {
             command.env(key, value);
         }

@@ -111,7 +111,24 @@ impl Receiver {
     }
 }
 
-async fn receive(State(spans): State<Arc<Mutex<Vec<Received>>>>, body: Bytes) -> Vec<u8> {
+async fn receive(
+    State(spans): State<Arc<Mutex<Vec<Received>>>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Vec<u8> {
+    let gzipped = headers
+        .get("content-encoding")
+        .is_some_and(|encoding| encoding == "gzip");
+    let body = if gzipped {
+        use std::io::Read;
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut plain)
+            .expect("a gzip body");
+        Bytes::from(plain)
+    } else {
+        body
+    };
     let request = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf body");
     let mut spans = spans.lock().unwrap();
     for resource_spans in request.resource_spans {
@@ -138,16 +155,24 @@ async fn receive(State(spans): State<Arc<Mutex<Vec<Received>>>>, body: Bytes) ->
 
 /// The processes of `stack` exporting to `endpoint`: the `pipeline` example on the memory broker,
 /// else an `api` and a `worker` process (so the trace crosses processes and the broker).
-async fn start_processes(stack: &Stack, endpoint: &str) -> (Vec<Process>, App) {
+async fn start_processes(
+    stack: &Stack,
+    endpoint: &str,
+    protocol: &str,
+    extra: &[(&'static str, &str)],
+) -> (Vec<Process>, App) {
     let otel = |service: &str| {
-        vec![
+        let mut vars = vec![
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_owned()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
             ("OTEL_SERVICE_NAME", service.to_owned()),
             // Export every 100 ms, not every 5 s.
             ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
             // Two seconds per export attempt, so the stalled collector costs little at exit.
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000".to_owned()),
-        ]
+        ];
+        vars.extend(extra.iter().map(|(key, value)| (*key, value.to_string())));
+        vars
     };
     let mut processes = Vec::new();
     if stack.config.broker == BrokerKind::Memory {
@@ -197,8 +222,50 @@ fn descends_from(trace: &[Received], span: &Received, ancestor: &Received) -> bo
 /// attributes; a failing image marks its span failed.
 pub async fn one_trace_per_product(stack: &Stack) {
     let receiver = Receiver::start().await;
+    check_one_trace(stack, &receiver, &receiver.endpoint, "http/protobuf").await;
+}
+
+/// [`one_trace_per_product`] over OTLP/gRPC: the processes export to a real collector (rotel,
+/// from PyPI, `ROTEL_AGENT` set by scripts/services.sh), which forwards to the receiver.
+pub async fn one_trace_per_product_over_grpc() {
+    let Ok(agent) = std::env::var("ROTEL_AGENT") else {
+        assert!(
+            !services_required(),
+            "REQUIRE_SERVICES=1 but ROTEL_AGENT is not set (scripts/services.sh start sets it)"
+        );
+        eprintln!("skipped: set ROTEL_AGENT (scripts/services.sh start) to test OTLP over gRPC");
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let free_port = || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let (grpc, http) = (free_port(), free_port());
+    let _collector = tokio::process::Command::new(agent)
+        .args([
+            "start",
+            "--exporter",
+            "otlp",
+            "--otlp-exporter-protocol",
+            "http",
+        ])
+        .args(["--otlp-exporter-compression", "none"])
+        .arg(format!("--otlp-grpc-endpoint=127.0.0.1:{grpc}"))
+        .arg(format!("--otlp-http-endpoint=127.0.0.1:{http}"))
+        .arg(format!("--otlp-exporter-endpoint={}", receiver.endpoint))
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start rotel-agent");
+    let stack = Stack::memory_sqlite().await.unwrap();
+    let endpoint = format!("http://127.0.0.1:{grpc}");
+    check_one_trace(&stack, &receiver, &endpoint, "grpc").await;
+}
+
+async fn check_one_trace(stack: &Stack, receiver: &Receiver, endpoint: &str, protocol: &str) {
     let images = ImageServer::start().await;
-    let (_processes, app) = start_processes(stack, &receiver.endpoint).await;
+    let (_processes, app) = start_processes(stack, endpoint, protocol, &[]).await;
     let user = create_user(&app).await;
     let trace_id = fastrand::u128(1..);
     let caller_span = fastrand::u64(1..);
@@ -335,13 +402,19 @@ async fn closed_port() -> String {
 }
 
 /// With the collector down (a closed port) or hanging (accepts, never answers), every product is
-/// still processed and the process stops on SIGTERM within its shutdown bounds.
+/// still processed, the spans that do not fit the (here tiny) queue are counted dropped, failed
+/// exports are counted, and the process stops on SIGTERM within its shutdown bounds.
 pub async fn a_dead_or_stalled_collector_holds_nothing_up() {
     let (stalled, _held) = stalled_collector().await;
-    for endpoint in [closed_port().await, stalled] {
+    for (endpoint, counted) in [
+        (closed_port().await, "otel_spans_export_failed_total"),
+        (stalled, "otel_spans_dropped_total"),
+    ] {
         let stack = Stack::memory_sqlite().await.unwrap();
         let images = ImageServer::start().await;
-        let (mut processes, app) = start_processes(&stack, &endpoint).await;
+        let queue = [("OTEL_BSP_MAX_QUEUE_SIZE", "4")];
+        let (mut processes, app) =
+            start_processes(&stack, &endpoint, "http/protobuf", &queue).await;
         let user = create_user(&app).await;
         let ids: Vec<i64> = futures::future::join_all((0..10).map(|n| {
             let image = images.image(320, 240, &format!("p{n}"));
@@ -353,6 +426,15 @@ pub async fn a_dead_or_stalled_collector_holds_nothing_up() {
             let product = wait_final(&app, id, PROCESSING).await;
             assert_eq!(product["status"], "done", "{endpoint}: {product}");
         }
+        // Failed exports are counted once their attempt ends (at most 2 s, the export timeout).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while Scrape::of(&app).await.count(counted, &[]) == 0.0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{endpoint}: {counted} is still 0"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let pipeline = &mut processes[0].child;
         let pid = pipeline.id().expect("running").to_string();
         let killed = tokio::process::Command::new("kill")
@@ -361,10 +443,11 @@ pub async fn a_dead_or_stalled_collector_holds_nothing_up() {
             .await
             .unwrap();
         assert!(killed.success());
-        // The shutdown timeout of the stack (5 s) plus at most 5 s for the last spans.
-        let exit = tokio::time::timeout(Duration::from_secs(30), pipeline.wait())
+        // Nothing is in flight: the stop takes at most the 5 s the last spans get, plus slack for
+        // a debug build on a busy machine.
+        let exit = tokio::time::timeout(Duration::from_secs(15), pipeline.wait())
             .await
-            .unwrap_or_else(|_| panic!("{endpoint}: the pipeline still runs 30 s after SIGTERM"))
+            .unwrap_or_else(|_| panic!("{endpoint}: the pipeline still runs 15 s after SIGTERM"))
             .unwrap();
         assert!(exit.success(), "{endpoint}: {exit}");
     }

@@ -288,13 +288,15 @@ impl Job {
             otel.name = format!("process {}", delivery.topic()),
             otel.kind = "consumer",
             otel.status_code = tracing::field::Empty,
-            otel.status_message = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
             messaging.system = origin.system,
             messaging.operation.type = "process",
+            messaging.operation.name = "process",
             messaging.destination.name = delivery.topic(),
             messaging.consumer.group.name = %self.group,
             messaging.message.id = message.id(),
-            messaging.destination.partition.id = origin.partition,
+            // A string in the conventions.
+            messaging.destination.partition.id = origin.partition.map(tracing::field::display),
             messaging.kafka.offset = origin.offset,
             key = message.key(),
             traceparent = message.header(headers::TRACEPARENT),
@@ -348,7 +350,7 @@ impl Job {
         if let Outcome::DeadLetter(reason, _) = &outcome {
             let span = tracing::Span::current();
             span.record("otel.status_code", "ERROR");
-            span.record("otel.status_message", reason.as_str());
+            span.record("otel.status_description", reason.as_str());
         }
         let (settled, counter, metric) = match outcome {
             Outcome::Ack => (
