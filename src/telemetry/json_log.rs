@@ -14,7 +14,6 @@ use opentelemetry::trace::TraceContextExt;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -45,9 +44,10 @@ where
         let mut fields = JsonVisitor::default();
         event.record(&mut fields);
         line.insert("fields".into(), Value::Object(fields.0));
-        // From the OpenTelemetry context, which every span has, also those `RUST_LOG` filters out
-        // of the logs.
-        let context = tracing::Span::current().context();
+        // From the OpenTelemetry context the trace layer activates on entering a span: it covers
+        // the spans `RUST_LOG` filters out of the logs, and needs no dispatcher (a nested one
+        // would be `none` inside this callback when a scoped dispatcher exists).
+        let context = opentelemetry::Context::current();
         let ids = context.span().span_context().clone();
         if ids.is_valid() {
             line.insert("trace_id".into(), ids.trace_id().to_string().into());

@@ -142,6 +142,8 @@ pub fn install_with(settings: &Settings) -> Result<Telemetry, TelemetryError> {
             // Per span: no busy/idle clocks on every poll, no thread and source-location
             // attributes; what a trace needs is in the names, links and conventions' attributes.
             .with_tracked_inactivity(false)
+            // The JSON log lines read the ids from the context activated on entering a span.
+            .with_context_activation(true)
             .with_threads(false)
             .with_location(false)
             .with_filter(LevelFilter::INFO)

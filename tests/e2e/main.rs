@@ -67,7 +67,8 @@ mod kafka_postgres {
     ));
 }
 
-/// Trace export over gRPC, and to a collector that is down or hangs, on the embedded defaults.
+/// Trace export over gRPC and to a collector that is down or hangs, and JSON logs, on the
+/// embedded defaults.
 mod telemetry_faults {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_dead_or_stalled_collector_holds_nothing_up() {
@@ -77,6 +78,11 @@ mod telemetry_faults {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn one_trace_per_product_over_grpc() {
         crate::telemetry::one_trace_per_product_over_grpc().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn json_logs_carry_the_trace_id() {
+        crate::telemetry::json_logs_carry_the_trace_id().await;
     }
 }
 

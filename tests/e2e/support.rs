@@ -451,6 +451,16 @@ impl Process {
     /// Starts example `name` with the stack's settings (its broker, database and media) and
     /// `extra` variables; a memory stack only works with the `pipeline` example.
     pub fn start(stack: &Stack, name: &str, extra: &[(&str, String)]) -> Process {
+        Self::spawn(stack, name, extra, Stdio::inherit())
+    }
+
+    /// [`Process::start`] with its stderr (the logs) piped, for the test to read.
+    #[allow(dead_code)] // only the telemetry tests read logs
+    pub fn start_with_logs(stack: &Stack, name: &str, extra: &[(&str, String)]) -> Process {
+        Self::spawn(stack, name, extra, Stdio::piped())
+    }
+
+    fn spawn(stack: &Stack, name: &str, extra: &[(&str, String)], stderr: Stdio) -> Process {
         let dir = tempfile::tempdir().unwrap();
         let config = &stack.config;
         let mut command = Command::new(example(name));
@@ -467,7 +477,7 @@ impl Process {
             .env("HTTP_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .kill_on_drop(true);
         if let Some(schema) = &config.database_schema {
             command.env("DATABASE_SCHEMA", schema);

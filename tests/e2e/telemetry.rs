@@ -452,3 +452,46 @@ pub async fn a_dead_or_stalled_collector_holds_nothing_up() {
         assert!(exit.success(), "{endpoint}: {exit}");
     }
 }
+
+/// `LOG_FORMAT=json`: a worker's warning carries the trace id of the request that caused it,
+/// also when `RUST_LOG=warn` leaves the spans out of the logs, and without any export.
+pub async fn json_logs_carry_the_trace_id() {
+    use tokio::io::AsyncBufReadExt;
+    let stack = Stack::memory_sqlite().await.unwrap();
+    let images = ImageServer::start().await;
+    let json = [
+        ("LOG_FORMAT", "json".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    let mut pipeline = Process::start_with_logs(&stack, "pipeline", &json);
+    let stderr = pipeline.child.stderr.take().expect("stderr is piped");
+    let app = App::at(&pipeline.api_base().await);
+    let user = create_user(&app).await;
+    let trace_id = format!("{:032x}", fastrand::u128(1..));
+    let traceparent = format!("00-{trace_id}-{:016x}-01", fastrand::u64(1..));
+    // A 503 is transient: the worker logs a warning and retries.
+    let body = json!({"user_id": user, "product_name": "Lamp", "product_price": 1,
+        "product_images": [images.unavailable()]});
+    let (status, _, product) =
+        post_with(&app, "/products", &body, &[("traceparent", &traceparent)]).await;
+    assert_eq!(status, StatusCode::CREATED, "{product}");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let warning = tokio::time::timeout(PROCESSING, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let line: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|error| panic!("not a JSON line ({error}): {line}"));
+            if line["level"] == "WARN" && line["target"] == "product_pipeline::consumer" {
+                return line;
+            }
+        }
+        panic!("the pipeline exited without a warning");
+    })
+    .await
+    .expect("a warning from the worker");
+    assert_eq!(warning["trace_id"], trace_id.as_str(), "{warning}");
+    assert_eq!(
+        warning["span_id"].as_str().map(str::len),
+        Some(16),
+        "{warning}"
+    );
+}

@@ -245,7 +245,9 @@ impl Fetcher {
                 after: self.connect_timeout,
             };
         }
-        let chain = error_chain(&err);
+        // Without reqwest's " for url (...)": the caller names the image, and the URL's query or
+        // credentials (a presigned URL's signature) must not reach logs and traces through it.
+        let chain = error_chain(&err.without_url());
         let lower = chain.to_ascii_lowercase();
         // Certificate problems do not fix themselves; everything else at the transport level
         // (refused, reset, closed early, truncated body) may.
