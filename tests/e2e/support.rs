@@ -162,6 +162,12 @@ impl ImageServer {
         format!("{}/{name}.jpg", self.silent_base)
     }
 
+    /// The base URL of that server: any service pointed at it hangs.
+    #[allow(dead_code)] // only the telemetry tests use it
+    pub fn silent_base(&self) -> &str {
+        &self.silent_base
+    }
+
     pub fn image(&self, width: u32, height: u32, name: &str) -> String {
         format!("{}/img/{width}x{height}/{name}.jpg", self.base)
     }

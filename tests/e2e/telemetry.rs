@@ -43,13 +43,7 @@ impl Received {
             .as_ref()?
             .value
             .as_ref()?;
-        Some(match value {
-            AnyValue::StringValue(text) => text.clone(),
-            AnyValue::IntValue(number) => number.to_string(),
-            AnyValue::BoolValue(flag) => flag.to_string(),
-            AnyValue::DoubleValue(number) => number.to_string(),
-            other => format!("{other:?}"),
-        })
+        Some(text(value))
     }
 
     fn kind(&self) -> SpanKind {
@@ -61,6 +55,17 @@ impl Received {
             .status
             .as_ref()
             .is_some_and(|status| status.code == SpanStatus::Error as i32)
+    }
+}
+
+/// An attribute value as text.
+fn text(value: &AnyValue) -> String {
+    match value {
+        AnyValue::StringValue(text) => text.clone(),
+        AnyValue::IntValue(number) => number.to_string(),
+        AnyValue::BoolValue(flag) => flag.to_string(),
+        AnyValue::DoubleValue(number) => number.to_string(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -137,11 +142,8 @@ async fn receive(
             .iter()
             .flat_map(|resource| &resource.attributes)
             .find(|attribute| attribute.key == "service.name")
-            .and_then(|attribute| attribute.value.as_ref()?.value.clone())
-            .map(|value| match value {
-                AnyValue::StringValue(name) => name,
-                other => format!("{other:?}"),
-            })
+            .and_then(|attribute| attribute.value.as_ref()?.value.as_ref())
+            .map(text)
             .unwrap_or_default();
         for scope in resource_spans.scope_spans {
             spans.extend(scope.spans.into_iter().map(|span| Received {
@@ -237,10 +239,6 @@ pub async fn one_trace_per_product_over_grpc() {
         return;
     };
     let receiver = Receiver::start().await;
-    let free_port = || {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
     let (grpc, http) = (free_port(), free_port());
     let _collector = tokio::process::Command::new(agent)
         .args([
@@ -312,30 +310,19 @@ async fn check_one_trace(stack: &Stack, receiver: &Receiver, endpoint: &str, pro
     let system = stack.config.broker.messaging_system();
     let send = child(&trace, server, &format!("send {topic}"));
     assert_eq!(send.kind(), SpanKind::Producer);
-    assert_eq!(send.attribute("messaging.system").as_deref(), Some(system));
-    assert_eq!(
-        send.attribute("messaging.operation.type").as_deref(),
-        Some("send")
-    );
-    assert_eq!(
-        send.attribute("messaging.destination.name"),
-        Some(topic.clone())
-    );
-
     let process = child(&trace, send, &format!("process {topic}"));
     assert_eq!(process.kind(), SpanKind::Consumer);
-    assert_eq!(
-        process.attribute("messaging.system").as_deref(),
-        Some(system)
-    );
-    assert_eq!(
-        process.attribute("messaging.operation.type").as_deref(),
-        Some("process")
-    );
-    assert_eq!(
-        process.attribute("messaging.destination.name"),
-        Some(topic.clone())
-    );
+    for (span, operation) in [(send, "send"), (process, "process")] {
+        assert_eq!(span.attribute("messaging.system").as_deref(), Some(system));
+        assert_eq!(
+            span.attribute("messaging.operation.type").as_deref(),
+            Some(operation)
+        );
+        assert_eq!(
+            span.attribute("messaging.destination.name"),
+            Some(topic.clone())
+        );
+    }
     assert_eq!(
         process.attribute("messaging.message.id"),
         send.attribute("messaging.message.id"),
@@ -380,38 +367,26 @@ async fn check_one_trace(stack: &Stack, receiver: &Receiver, endpoint: &str, pro
     }
 }
 
-/// Accepts connections and never answers, like a collector that hangs.
-async fn stalled_collector() -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let held = tokio::spawn(async move {
-        let mut connections = Vec::new();
-        while let Ok((connection, _)) = listener.accept().await {
-            connections.push(connection);
-        }
-    });
-    (endpoint, held)
-}
-
-/// A port nothing listens on.
-async fn closed_port() -> String {
+/// A port on 127.0.0.1 that nothing listens on (until someone binds it).
+fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
-    endpoint
+    listener.local_addr().unwrap().port()
 }
 
 /// With the collector down (a closed port) or hanging (accepts, never answers), every product is
 /// still processed, the spans that do not fit the (here tiny) queue are counted dropped, failed
 /// exports are counted, and the process stops on SIGTERM within its shutdown bounds.
 pub async fn a_dead_or_stalled_collector_holds_nothing_up() {
-    let (stalled, _held) = stalled_collector().await;
+    let images = ImageServer::start().await;
     for (endpoint, counted) in [
-        (closed_port().await, "otel_spans_export_failed_total"),
-        (stalled, "otel_spans_dropped_total"),
+        (
+            format!("http://127.0.0.1:{}", free_port()),
+            "otel_spans_export_failed_total",
+        ),
+        // Accepts connections and never answers, like a collector that hangs.
+        (images.silent_base().to_owned(), "otel_spans_dropped_total"),
     ] {
         let stack = Stack::memory_sqlite().await.unwrap();
-        let images = ImageServer::start().await;
         let queue = [("OTEL_BSP_MAX_QUEUE_SIZE", "4")];
         let (mut processes, app) =
             start_processes(&stack, &endpoint, "http/protobuf", &queue).await;
