@@ -1,9 +1,10 @@
 //! Topic creation on first use and broker health checks.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use mq_core::{Error, Result};
+use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
@@ -76,20 +77,12 @@ impl TopicAdmin {
             }
         }
         tracing::debug!(topic, "kafka topic ready");
-        self.inner
-            .known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(topic.to_owned());
+        self.inner.known.lock().insert(topic.to_owned());
         Ok(())
     }
 
     pub(crate) fn is_known(&self, topic: &str) -> bool {
-        self.inner
-            .known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(topic)
+        self.inner.known.lock().contains(topic)
     }
 
     /// Fetches cluster metadata within the operation timeout.

@@ -29,9 +29,11 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod codec;
 mod config;
 mod consumer;
 pub mod error;
+mod fast_hash;
 pub mod offsets;
 mod partition_queue;
 mod producer;

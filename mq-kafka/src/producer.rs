@@ -2,19 +2,19 @@
 //! report.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use mq_core::{Error, Message, Publisher, Result};
+use parking_lot::RwLock;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use crate::admin::TopicAdmin;
+use crate::codec::record_headers;
 use crate::error::classify;
 use crate::KafkaConfig;
-use mq_core::headers::MESSAGE_ID;
 
 /// Publishes [`Message`]s to Kafka.
 ///
@@ -80,24 +80,13 @@ impl ProducerInner {
 
     /// Hands one record to librdkafka without waiting for its delivery report.
     pub(crate) fn enqueue(&self, topic: &str, message: &Message) -> Result<Option<DeliveryFuture>> {
-        let closed = self.closed.read().unwrap_or_else(|p| p.into_inner());
+        let closed = self.closed.read();
         if *closed {
             return Err(Error::Closed("publisher"));
         }
-        let mut headers =
-            OwnedHeaders::new_with_capacity(message.headers().len() + 1).insert(Header {
-                key: MESSAGE_ID,
-                value: Some(message.id()),
-            });
-        for (key, value) in message.headers() {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value.as_str()),
-            });
-        }
         let mut record = FutureRecord::<str, [u8]>::to(topic)
             .payload(&message.payload()[..])
-            .headers(headers);
+            .headers(record_headers(message));
         if let Some(key) = message.key() {
             record = record.key(key);
         }
@@ -156,7 +145,7 @@ impl ProducerInner {
     }
 
     pub(crate) async fn close(&self) -> Result<()> {
-        *self.closed.write().unwrap_or_else(|p| p.into_inner()) = true;
+        *self.closed.write() = true;
         let producer = self.producer.clone();
         let timeout = self.config.publish_timeout;
         tokio::task::spawn_blocking(move || producer.flush(timeout))
