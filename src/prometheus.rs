@@ -22,11 +22,12 @@
 //! | `media_cleanup_failures_total` | counter | | the consumer, when superseded objects could not be deleted |
 //! | `metrics_refresh_failures_total` | counter | | a scrape whose database gauges could not be refreshed |
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::Utc;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use mq_core::domain::{OutboxRepo, ProductRepo, RepoError};
+use parking_lot::Mutex;
 use tracing::warn;
 
 /// Histogram buckets (seconds) for every `*_seconds` histogram: from a fast HTTP answer to a slow
@@ -56,9 +57,7 @@ pub enum InstallError {
 /// return the same handle.
 pub fn install() -> Result<PrometheusHandle, InstallError> {
     static INSTALLED: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
-    let mut installed = INSTALLED
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut installed = INSTALLED.lock();
     if let Some(handle) = installed.as_ref() {
         return Ok(handle.clone());
     }

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -24,6 +24,7 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -90,16 +91,9 @@ struct Admitted {
 }
 
 impl Admission {
-    fn lock(&self) -> MutexGuard<'_, Open> {
-        // Every critical section leaves the counts consistent: a poisoned lock is usable.
-        self.open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// A place for a connection from `client`, or the cap it is over.
     fn admit(&self, client: IpAddr) -> Result<Admitted, &'static str> {
-        let mut open = self.lock();
+        let mut open = self.open.lock();
         if open.total >= self.limits.max_connections {
             return Err("max_connections");
         }
@@ -119,7 +113,7 @@ impl Admission {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        let mut open = self.admission.lock();
+        let mut open = self.admission.open.lock();
         open.total -= 1;
         if let Some(count) = open.by_client.get_mut(&self.client) {
             *count -= 1;

@@ -10,9 +10,10 @@
 //! a durable queue), and a group that joins later starts at the oldest retained message.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -162,16 +163,8 @@ impl Group {
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Topic>> {
-        // A panic while holding the lock cannot leave the maps half-updated in a way that breaks
-        // the invariants we rely on, so a poisoned lock is still usable.
-        self.topics
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     fn publish(&self, topic: &str, message: Message) {
-        let mut topics = self.lock();
+        let mut topics = self.topics.lock();
         topics
             .entry(topic.to_owned())
             .or_insert_with(Topic::new)
@@ -179,13 +172,13 @@ impl Inner {
     }
 
     fn join(&self, topic: &str, group: &str) -> Arc<Notify> {
-        let mut topics = self.lock();
+        let mut topics = self.topics.lock();
         let topic = topics.entry(topic.to_owned()).or_insert_with(Topic::new);
         topic.group(group).notify.clone()
     }
 
     fn take_next(self: &Arc<Self>, topic_name: &str, group_name: &str) -> Option<Delivery> {
-        let mut topics = self.lock();
+        let mut topics = self.topics.lock();
         let Topic { base, log, groups } = topics.get_mut(topic_name)?;
         let (base, log) = (*base, &*log);
         let message_at = move |offset: u64| &log[(offset - base) as usize];
@@ -204,7 +197,7 @@ impl Inner {
     }
 
     fn settle(&self, topic_name: &str, group_name: &str, offset: u64, settlement: Settlement) {
-        let mut topics = self.lock();
+        let mut topics = self.topics.lock();
         let Some(topic) = topics.get_mut(topic_name) else {
             return;
         };
@@ -286,7 +279,7 @@ impl MemoryBroker {
 
     /// How many messages of `topic` are retained (not yet acked by every group).
     pub fn retained(&self, topic: &str) -> usize {
-        self.inner.lock().get(topic).map_or(0, |t| t.log.len())
+        self.inner.topics.lock().get(topic).map_or(0, |t| t.log.len())
     }
 }
 

@@ -9,13 +9,14 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::publisher_confirm::{Confirmation, PublisherConfirm};
 use lapin::{Channel, Connection, ConnectionProperties};
 use mq_core::{Error, Message, Result};
+use parking_lot::Mutex;
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -166,7 +167,7 @@ impl Session {
         let (tx, rx) = oneshot::channel::<String>();
         let tx = Mutex::new(Some(tx));
         self.connection.on_error(move |error| {
-            if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            if let Some(tx) = tx.lock().take() {
                 let _ = tx.send(error.to_string());
             }
         });
@@ -197,7 +198,7 @@ impl Session {
             None => self.next_channel.fetch_add(1, Ordering::Relaxed),
         } % self.confirm_channels.len();
         let slot = &self.confirm_channels[index];
-        let channel = lock(slot).clone();
+        let channel = slot.lock().clone();
         if channel.status().connected() {
             return Ok(channel);
         }
@@ -208,7 +209,7 @@ impl Session {
             });
         }
         let fresh = Arc::new(open_confirm_channel(&self.connection).await?);
-        let mut slot = lock(slot);
+        let mut slot = slot.lock();
         if !slot.status().connected() {
             *slot = fresh;
         }
@@ -245,7 +246,7 @@ impl Session {
     /// Closes the connection politely (confirm channels first).
     async fn close(&self) {
         for slot in &self.confirm_channels {
-            let channel = lock(slot).clone();
+            let channel = slot.lock().clone();
             if channel.status().connected() {
                 let _ = channel.close(200, "closing").await;
             }
@@ -254,12 +255,6 @@ impl Session {
             let _ = self.connection.close(200, "closing").await;
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn open_confirm_channel(connection: &Connection) -> Result<Channel> {

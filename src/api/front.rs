@@ -27,12 +27,13 @@
 //! # }
 //! ```
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use parking_lot::Mutex;
 use tower::ServiceExt;
 
 use super::{ApiError, FieldError};
@@ -55,12 +56,12 @@ impl Front {
     /// Records that start-up waits for `dependency` (e.g. `"database"`) because of `reason`;
     /// `GET /readyz` reports it.
     pub fn waiting_for(&self, dependency: &'static str, reason: impl Into<String>) {
-        *self.lock() = Some((dependency, reason.into()));
+        *self.waiting.lock() = Some((dependency, reason.into()));
     }
 
     /// Start-up waits for nothing any more (the dependency answered).
     pub fn done_waiting(&self) {
-        *self.lock() = None;
+        *self.waiting.lock() = None;
     }
 
     /// Hands every request from now on to `app`. Only the first call has an effect.
@@ -94,7 +95,7 @@ impl Front {
             "the service is starting; try again shortly",
         );
         if path == "/readyz" {
-            if let Some((dependency, reason)) = self.lock().clone() {
+            if let Some((dependency, reason)) = self.waiting.lock().clone() {
                 error
                     .details
                     .push(FieldError::new(dependency, format!("waiting: {reason}")));
@@ -103,12 +104,6 @@ impl Front {
         ([(header::RETRY_AFTER, "1")], error).into_response()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(&'static str, String)>> {
-        // Every critical section is a plain assignment or clone: a poisoned lock is consistent.
-        self.waiting
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 #[cfg(test)]

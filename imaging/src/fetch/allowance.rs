@@ -10,8 +10,9 @@
 //! in that time included; a redelivery to another process (after a crash) starts a new budget.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use crate::error::ImagingError;
 
@@ -80,7 +81,7 @@ impl Allowances {
 
     /// The time `image`'s next attempt may take, or, when its budget is spent, its attempts.
     pub(crate) fn left(&self, image: &ImageRef) -> Result<Duration, Charged> {
-        match self.lock().images.get(image) {
+        match self.ledger.lock().images.get(image) {
             None => Ok(self.budget),
             Some(remaining) if remaining.charged.left.is_zero() => Err(remaining.charged.clone()),
             Some(remaining) => Ok(remaining.charged.left),
@@ -100,7 +101,7 @@ impl Allowances {
         error: &ImagingError,
         now: Instant,
     ) -> Charged {
-        let mut ledger = self.lock();
+        let mut ledger = self.ledger.lock();
         if now.duration_since(ledger.swept) > SWEEP_EVERY {
             ledger
                 .images
@@ -136,20 +137,13 @@ impl Allowances {
 
     /// Forgets `image`: it was downloaded, or failed for another reason than time.
     pub(crate) fn settle(&self, image: &ImageRef) {
-        self.lock().images.remove(image);
+        self.ledger.lock().images.remove(image);
     }
 
     /// Images remembered.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.lock().images.len()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
-        // The ledger is consistent after every statement: a panic elsewhere cannot corrupt it.
-        self.ledger
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.ledger.lock().images.len()
     }
 }
 
