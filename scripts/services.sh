@@ -54,6 +54,31 @@ start_kafka() {
   "$here/kafka.sh" start >&2 && echo "export SERVICES_STARTED_KAFKA=1"
 }
 
+# The restartable broker of the broker-restart test (kafka.sh start-s3: Tansu on S3, so topics
+# and committed offsets survive a kill -9), after start_s3 since it stores its data there. The test
+# connects to KAFKA_RESTART_BROKERS and runs KAFKA_RESTART_COMMAND (a shell command line) to crash
+# and restart it; nothing else uses that broker, so the restart disturbs no other test. A user's own
+# KAFKA_RESTART_BROKERS comes with their own KAFKA_RESTART_COMMAND and is left alone.
+kafka_restart_env() {
+  echo "export KAFKA_RESTART_BROKERS='127.0.0.1:${KAFKA_S3_PORT:-9094}'"
+  echo "export KAFKA_RESTART_COMMAND='$(printf %q "$here/kafka.sh") restart-s3'"
+}
+
+start_kafka_s3() {
+  if [ -n "${KAFKA_RESTART_BROKERS:-}" ]; then
+    echo "export KAFKA_RESTART_BROKERS='$KAFKA_RESTART_BROKERS'"
+    echo "export KAFKA_RESTART_COMMAND='${KAFKA_RESTART_COMMAND:-}'"
+    return
+  fi
+  [ -x "$here/kafka.sh" ] && "$here/s3.sh" status >/dev/null 2>&1 || return 1
+  # One that already answers is an earlier run's (restart-s3 fails loudly on a foreign one).
+  if "$here/kafka.sh" status-s3 >/dev/null 2>&1; then
+    kafka_restart_env
+    return
+  fi
+  "$here/kafka.sh" start-s3 >&2 && echo "export SERVICES_STARTED_KAFKA_S3=1" && kafka_restart_env
+}
+
 start_s3() {
   [ -x "$here/s3.sh" ] || return 1
   # A store that already answers belongs to someone else (or an earlier run): leave it running.
@@ -92,6 +117,7 @@ case "${1:-}" in
     kafka_env="$(start_kafka)" && echo "${kafka_env}${kafka_env:+
 }export KAFKA_BROKERS='$KAFKA_BROKERS'"
     start_s3 || true
+    start_kafka_s3 || true
     install_rotel || true
     exit 0
     ;;
@@ -100,9 +126,12 @@ case "${1:-}" in
     start_postgres >&2 && echo "export DATABASE_URL='$DATABASE_URL'"
     ;;
   stop)
-    # Only stops the broker `start` started (SERVICES_STARTED_KAFKA, from `start`'s output).
+    # Only stops the brokers `start` started (SERVICES_STARTED_KAFKA*, from `start`'s output).
     if [ "${SERVICES_STARTED_KAFKA:-}" = 1 ] && [ -x "$here/kafka.sh" ]; then
       env -u KAFKA_BROKERS "$here/kafka.sh" stop >&2 || true
+    fi
+    if [ "${SERVICES_STARTED_KAFKA_S3:-}" = 1 ] && [ -x "$here/kafka.sh" ]; then
+      "$here/kafka.sh" stop-s3 >&2 || true
     fi
     if [ "${SERVICES_STARTED_S3:-}" = 1 ] && [ -x "$here/s3.sh" ]; then
       "$here/s3.sh" stop >&2 || true
@@ -112,6 +141,12 @@ case "${1:-}" in
     print_env
     # Only a store that answers: a set MEDIA_TEST_S3_URL makes the S3 tests run, not skip.
     if "$here/s3.sh" status >/dev/null 2>&1; then "$here/s3.sh" env; fi
+    if [ -n "${KAFKA_RESTART_BROKERS:-}" ]; then
+      echo "export KAFKA_RESTART_BROKERS='$KAFKA_RESTART_BROKERS'"
+      echo "export KAFKA_RESTART_COMMAND='${KAFKA_RESTART_COMMAND:-}'"
+    elif "$here/kafka.sh" status-s3 >/dev/null 2>&1; then
+      kafka_restart_env
+    fi
     ;;
   *) echo "usage: $0 start|stop|env|postgres" >&2; exit 2 ;;
 esac
