@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mq_core::worker::{Worker, WorkerConfig};
-use mq_core::{MemoryBroker, Publisher, Subscriber};
+use mq_core::{Publisher, Subscriber};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use product_pipeline_imaging::media::MediaStore;
 
 use crate::api::{self, AppState, Front, HttpLimits, MediaLinks};
+pub use crate::backends::connect_broker;
 use crate::config::{BrokerKind, Config};
 use crate::consumer::ImageConsumer;
 use crate::outbox_retention::{OutboxRetention, RetentionConfig};
@@ -117,56 +118,6 @@ pub async fn open_media(config: &Config) -> Result<MediaStore, StartupError> {
     Ok(media)
 }
 
-/// Connects the configured broker. The in-memory broker is shared by the publisher and the
-/// subscriber of this process.
-pub async fn connect_broker(
-    config: &Config,
-) -> Result<(Arc<dyn Publisher>, Arc<dyn Subscriber>), StartupError> {
-    match config.broker {
-        BrokerKind::Memory => {
-            let broker = MemoryBroker::new();
-            Ok((Arc::new(broker.publisher()), Arc::new(broker.subscriber())))
-        }
-        BrokerKind::Rabbit => connect_rabbit(config).await,
-        BrokerKind::Kafka => connect_kafka(config).await,
-    }
-}
-
-#[cfg(feature = "rabbit")]
-async fn connect_rabbit(
-    config: &Config,
-) -> Result<(Arc<dyn Publisher>, Arc<dyn Subscriber>), StartupError> {
-    crate::backends::rabbit(config).await
-}
-
-#[cfg(not(feature = "rabbit"))]
-async fn connect_rabbit(
-    _: &Config,
-) -> Result<(Arc<dyn Publisher>, Arc<dyn Subscriber>), StartupError> {
-    Err(StartupError::Config {
-        setting: "BROKER",
-        reason: "`rabbit` needs the `rabbit` cargo feature (cargo run --features rabbit ...)"
-            .into(),
-    })
-}
-
-#[cfg(feature = "kafka")]
-async fn connect_kafka(
-    config: &Config,
-) -> Result<(Arc<dyn Publisher>, Arc<dyn Subscriber>), StartupError> {
-    crate::backends::kafka(config).await
-}
-
-#[cfg(not(feature = "kafka"))]
-async fn connect_kafka(
-    _: &Config,
-) -> Result<(Arc<dyn Publisher>, Arc<dyn Subscriber>), StartupError> {
-    Err(StartupError::Config {
-        setting: "BROKER",
-        reason: "`kafka` needs the `kafka` cargo feature (cargo run --features kafka ...)".into(),
-    })
-}
-
 /// The image pipeline settings from the configuration.
 pub fn imaging_config(config: &Config) -> product_pipeline_imaging::ImagingConfig {
     product_pipeline_imaging::ImagingConfig {
@@ -235,7 +186,7 @@ pub async fn start(
         .await
 }
 
-/// Like [`start`], on broker clients the caller connected (e.g. one [`MemoryBroker`] shared by
+/// Like [`start`], on broker clients the caller connected (e.g. one [`MemoryBroker`](mq_core::MemoryBroker) shared by
 /// an API and several workers in one process, or a wrapped publisher).
 pub async fn start_with_broker(
     config: &Config,
@@ -388,11 +339,7 @@ fn spawn_worker(
 ) -> Result<(), StartupError> {
     let images = product_pipeline_imaging::Imaging::new(imaging_config(config), media)
         .map_err(imaging_error)?;
-    let consumer = ImageConsumer::new(
-        Arc::new(store),
-        Arc::new(images),
-        config.worker_max_attempts,
-    );
+    let consumer = ImageConsumer::new(Arc::new(store), Arc::new(images));
     let worker = Worker::new(
         subscriber,
         config.products_topic(),

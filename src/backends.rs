@@ -1,37 +1,62 @@
-//! Connecting the networked broker backends selected by cargo feature and `BROKER`.
+//! Connecting the broker `BROKER` selects: the in-memory one, or a networked backend compiled in
+//! by its cargo feature.
 
 use std::sync::Arc;
 
-use mq_core::{Publisher, Subscriber};
+use mq_core::{MemoryBroker, Publisher, Subscriber};
 
-use crate::app::StartupError;
-use crate::Config;
+use crate::config::{BrokerKind, Config};
+use crate::startup::StartupError;
+
+/// A connected publisher and subscriber.
+pub type Broker = (Arc<dyn Publisher>, Arc<dyn Subscriber>);
+
+/// Connects the configured broker and declares the workers' consumer group on the products topic
+/// ([`Subscriber::declare`]), so products announced before the first worker starts wait for it.
+/// The in-memory broker is shared by the publisher and the subscriber of this process.
+pub async fn connect_broker(config: &Config) -> Result<Broker, StartupError> {
+    let (publisher, subscriber): Broker = match config.broker {
+        BrokerKind::Memory => {
+            let broker = MemoryBroker::new();
+            (Arc::new(broker.publisher()), Arc::new(broker.subscriber()))
+        }
+        #[cfg(feature = "rabbit")]
+        BrokerKind::Rabbit => rabbit(config).await?,
+        #[cfg(feature = "kafka")]
+        BrokerKind::Kafka => kafka(config)?,
+        #[allow(unreachable_patterns)] // when every backend is compiled in
+        missing => {
+            return Err(StartupError::Config {
+                setting: "BROKER",
+                reason: format!(
+                    "`{name}` needs the `{name}` cargo feature (cargo run --features {name} ...)",
+                    name = missing.name()
+                ),
+            })
+        }
+    };
+    subscriber
+        .declare(&config.products_topic(), &config.consumer_group)
+        .await?;
+    Ok((publisher, subscriber))
+}
 
 /// Publisher and subscriber on RabbitMQ at `AMQP_URL`.
 #[cfg(feature = "rabbit")]
-pub async fn rabbit(
-    config: &Config,
-) -> Result<(Arc<dyn Publisher>, Arc<dyn Subscriber>), StartupError> {
+async fn rabbit(config: &Config) -> Result<Broker, StartupError> {
     use mq_rabbit::{RabbitConfig, RabbitPublisher, RabbitSubscriber};
     let rabbit = RabbitConfig {
         prefetch: u16::try_from(config.worker_concurrency * 2).unwrap_or(u16::MAX),
         ..RabbitConfig::new(&config.amqp_url)
     };
     let publisher = RabbitPublisher::connect(rabbit.clone()).await?;
-    // RabbitMQ routes only to queues that exist: declare the workers' queue now, so products
-    // announced before the first worker starts wait in it instead of bouncing back to the outbox.
-    publisher
-        .declare_group(&config.products_topic(), &config.consumer_group)
-        .await?;
     let subscriber = RabbitSubscriber::connect(rabbit).await?;
     Ok((Arc::new(publisher), Arc::new(subscriber)))
 }
 
 /// Publisher and subscriber on Kafka at `KAFKA_BROKERS`.
 #[cfg(feature = "kafka")]
-pub async fn kafka(
-    config: &Config,
-) -> Result<(Arc<dyn Publisher>, Arc<dyn Subscriber>), StartupError> {
+fn kafka(config: &Config) -> Result<Broker, StartupError> {
     use mq_kafka::{KafkaConfig, KafkaPublisher, KafkaSubscriber};
     let kafka = KafkaConfig {
         partitions: config.kafka_partitions,

@@ -19,6 +19,15 @@ pub enum BrokerKind {
 }
 
 impl BrokerKind {
+    /// The `BROKER` value; for a networked broker also the cargo feature that compiles it in.
+    pub fn name(self) -> &'static str {
+        match self {
+            BrokerKind::Memory => "memory",
+            BrokerKind::Rabbit => "rabbit",
+            BrokerKind::Kafka => "kafka",
+        }
+    }
+
     /// The broker as OpenTelemetry's `messaging.system` names it.
     pub fn messaging_system(self) -> &'static str {
         match self {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use mq_core::domain::{ImageError, ProcessingResult, ProductCreated, ProductRepo, RepoError};
-use mq_core::worker::Handler;
+use mq_core::worker::{Attempt, Handler};
 use mq_core::{Error, Message};
 use tracing::{info, warn};
 
@@ -86,22 +86,13 @@ impl ImageProcessor for product_pipeline_imaging::Imaging {
 pub struct ImageConsumer {
     products: Arc<dyn ProductRepo>,
     images: Arc<dyn ImageProcessor>,
-    max_attempts: u32,
 }
 
 impl ImageConsumer {
-    /// A consumer that records transient image failures as errors from attempt `max_attempts` on
-    /// (use the worker's [`WorkerConfig::max_attempts`](mq_core::worker::WorkerConfig)).
-    pub fn new(
-        products: Arc<dyn ProductRepo>,
-        images: Arc<dyn ImageProcessor>,
-        max_attempts: u32,
-    ) -> Self {
-        Self {
-            products,
-            images,
-            max_attempts,
-        }
+    /// A consumer of products in `products` whose images `images` processes. Transient image
+    /// failures are retried until the worker's last attempt, then recorded as errors.
+    pub fn new(products: Arc<dyn ProductRepo>, images: Arc<dyn ImageProcessor>) -> Self {
+        Self { products, images }
     }
 }
 
@@ -115,7 +106,7 @@ fn repo_error(error: RepoError) -> Error {
 
 #[async_trait]
 impl Handler for ImageConsumer {
-    async fn handle(&self, message: &Message, attempt: u32) -> mq_core::Result<()> {
+    async fn handle(&self, message: &Message, attempt: Attempt) -> mq_core::Result<()> {
         let ProductCreated { product_id } = message.decode().map_err(|error| {
             Error::permanent(format!("payload is not a products.created event: {error}"))
         })?;
@@ -130,11 +121,11 @@ impl Handler for ImageConsumer {
             return Ok(());
         }
 
-        if attempt > self.max_attempts {
-            return Err(self.give_up_after_crashes(&product, attempt).await);
+        if attempt.number() > attempt.max() {
+            return Err(self.give_up_after_crashes(&product, attempt.number()).await);
         }
 
-        let last_attempt = attempt >= self.max_attempts;
+        let last_attempt = attempt.is_last();
         let outcomes = futures::future::join_all(
             product
                 .product_images
@@ -167,7 +158,11 @@ impl Handler for ImageConsumer {
                     index: index as u32,
                     url: url.clone(),
                     reason: if failure.transient {
-                        format!("{} (gave up after {attempt} attempts)", failure.reason)
+                        format!(
+                            "{} (gave up after {} attempts)",
+                            failure.reason,
+                            attempt.number()
+                        )
                     } else {
                         failure.reason
                     },
@@ -325,8 +320,11 @@ mod tests {
             .times(1)
             .returning(|_, _| Ok(()));
         reads_back(&mut repo, &["products/9/0-abc.jpg", "products/9/2-abc.jpg"]);
-        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images(Some((1, false)))), 5);
-        consumer.handle(&created(9), 1).await.unwrap();
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images(Some((1, false)))));
+        consumer
+            .handle(&created(9), Attempt::new(1, 5))
+            .await
+            .unwrap();
     }
 
     /// A message delivered more often than the worker retries (its earlier workers died on it)
@@ -349,8 +347,11 @@ mod tests {
             .returning(|_, _| Ok(()));
         let mut images = MockImageProcessor::new();
         images.expect_process().never();
-        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images), 5);
-        let error = consumer.handle(&created(9), 6).await.unwrap_err();
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images));
+        let error = consumer
+            .handle(&created(9), Attempt::new(6, 5))
+            .await
+            .unwrap_err();
         assert!(!error.is_transient(), "{error}");
         assert!(error.to_string().contains("killed"), "{error}");
     }
@@ -383,8 +384,11 @@ mod tests {
             })
             .times(1)
             .returning(|_, _| Ok(1));
-        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images), 5);
-        consumer.handle(&created(9), 1).await.unwrap();
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images));
+        consumer
+            .handle(&created(9), Attempt::new(1, 5))
+            .await
+            .unwrap();
     }
 
     /// A media store that refuses a write is never recorded as the image's failure, not even on
@@ -407,9 +411,12 @@ mod tests {
                 }),
             });
         images.expect_retain().never();
-        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images), 3);
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images));
         for attempt in 1..=3 {
-            let error = consumer.handle(&created(9), attempt).await.unwrap_err();
+            let error = consumer
+                .handle(&created(9), Attempt::new(attempt, 3))
+                .await
+                .unwrap_err();
             assert!(error.to_string().contains("access denied"), "{error}");
         }
     }
@@ -437,8 +444,11 @@ mod tests {
     async fn no_cleanup_when_the_row_moved_on() {
         let (repo, mut images) = one_new_image(&["products/9/0-other.jpg"]);
         images.expect_retain().never();
-        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images), 5);
-        consumer.handle(&created(9), 1).await.unwrap();
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images));
+        consumer
+            .handle(&created(9), Attempt::new(1, 5))
+            .await
+            .unwrap();
     }
 
     /// A cleanup that fails does not fail the message: the result is recorded.
@@ -452,8 +462,11 @@ mod tests {
                 reason: "store down".into(),
             })
         });
-        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images), 5);
-        consumer.handle(&created(9), 1).await.unwrap();
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images));
+        consumer
+            .handle(&created(9), Attempt::new(1, 5))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -464,8 +477,11 @@ mod tests {
         repo.expect_record_result().never();
         let mut images = MockImageProcessor::new();
         images.expect_process().never();
-        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images), 5);
-        consumer.handle(&created(9), 2).await.unwrap();
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images));
+        consumer
+            .handle(&created(9), Attempt::new(2, 5))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -481,11 +497,14 @@ mod tests {
             .times(1)
             .returning(|_, _| Ok(()));
         reads_back(&mut repo, &["products/9/1-abc.jpg"]);
-        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images(Some((0, true)))), 3);
-        let error = consumer.handle(&created(9), 1).await.unwrap_err();
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images(Some((0, true)))));
+        let error = consumer
+            .handle(&created(9), Attempt::new(1, 3))
+            .await
+            .unwrap_err();
         assert!(error.is_transient());
         consumer
-            .handle(&created(9), 3)
+            .handle(&created(9), Attempt::new(3, 3))
             .await
             .expect("recorded on the last attempt");
     }
@@ -494,14 +513,14 @@ mod tests {
     async fn bad_payloads_and_missing_products_are_permanent() {
         let mut repo = MockProductRepo::new();
         repo.expect_mark_processing().returning(|_| Ok(None));
-        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(MockImageProcessor::new()), 5);
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(MockImageProcessor::new()));
         assert!(!consumer
-            .handle(&Message::new("garbage"), 1)
+            .handle(&Message::new("garbage"), Attempt::new(1, 5))
             .await
             .unwrap_err()
             .is_transient());
         assert!(!consumer
-            .handle(&created(404), 1)
+            .handle(&created(404), Attempt::new(1, 5))
             .await
             .unwrap_err()
             .is_transient());
@@ -512,9 +531,9 @@ mod tests {
         let mut repo = MockProductRepo::new();
         repo.expect_mark_processing()
             .returning(|_| Err(RepoError::Unavailable("connection refused".into())));
-        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(MockImageProcessor::new()), 5);
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(MockImageProcessor::new()));
         assert!(consumer
-            .handle(&created(1), 1)
+            .handle(&created(1), Attempt::new(1, 5))
             .await
             .unwrap_err()
             .is_transient());

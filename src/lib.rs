@@ -22,7 +22,6 @@
 
 pub mod api;
 pub mod app;
-#[cfg(any(feature = "rabbit", feature = "kafka"))]
 mod backends;
 pub mod config;
 pub mod consumer;

@@ -279,7 +279,11 @@ impl MemoryBroker {
 
     /// How many messages of `topic` are retained (not yet acked by every group).
     pub fn retained(&self, topic: &str) -> usize {
-        self.inner.topics.lock().get(topic).map_or(0, |t| t.log.len())
+        self.inner
+            .topics
+            .lock()
+            .get(topic)
+            .map_or(0, |t| t.log.len())
     }
 }
 

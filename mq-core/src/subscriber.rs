@@ -39,6 +39,18 @@ pub trait Subscriber: Send + Sync {
     /// queue or offsets when needed.
     async fn subscribe(&self, topic: &str, group: &str) -> Result<DeliveryStream>;
 
+    /// Sets up what `group` on `topic` needs before anything is published to it, so that
+    /// messages published before the group's first subscription starts are kept for it.
+    /// Idempotent; call it at deploy or start-up time.
+    ///
+    /// Brokers that keep every message of a topic (Kafka, the in-memory broker) need nothing,
+    /// which the default does; RabbitMQ routes only to queues that exist, so its subscriber
+    /// declares the group's queue.
+    async fn declare(&self, topic: &str, group: &str) -> Result<()> {
+        let _ = (topic, group);
+        Ok(())
+    }
+
     /// Checks that the broker can be reached (used by readiness probes).
     async fn health(&self) -> Result<()>;
 

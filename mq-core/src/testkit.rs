@@ -218,11 +218,13 @@ async fn fresh_subscription(
     (topic, group, subscriber, stream)
 }
 
-/// Joins `group` on `topic` once and leaves again, the way a deployment creates its queues before
-/// the first publish: on brokers that route only to existing queues (RabbitMQ), messages
-/// published before the worker's own subscription is up are then kept for it.
+/// Declares `group` on `topic` ([`Subscriber::declare`]), the way a deployment sets up its
+/// queues before the first publish.
 async fn declare_group(subscriber: &dyn Subscriber, topic: &str, group: &str) {
-    drop(subscriber.subscribe(topic, group).await.expect("subscribe"));
+    subscriber
+        .declare(topic, group)
+        .await
+        .unwrap_or_else(|e| panic!("declare {group} on {topic}: {e}"));
 }
 
 /// Acks every delivery of `stream` and reports its id to `record`, pausing `pause` after each,
@@ -923,7 +925,7 @@ pub async fn worker_dead_letters(factory: &dyn BackendFactory, caps: &Capabiliti
                     attempts_seen
                         .lock()
                         .unwrap()
-                        .insert(message.id().to_owned(), attempt);
+                        .insert(message.id().to_owned(), attempt.number());
                     match &message.payload()[..] {
                         b"permanent" => Err(Error::permanent("payload is not a product id")),
                         b"transient" => Err(Error::transient("image host keeps timing out")),

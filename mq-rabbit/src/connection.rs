@@ -412,6 +412,20 @@ impl Link {
         }
     }
 
+    /// Declares the queue of consumer group `group` on `topic` over a channel of its own and
+    /// returns the queue's name (see [`topology::declare_group_queue`]).
+    pub(crate) async fn declare_group(&self, topic: &str, group: &str) -> Result<String> {
+        let session = self.session()?;
+        let channel = session
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| lapin_error("opening a channel", e))?;
+        let queue = topology::declare_group_queue(&channel, &session.config, topic, group).await?;
+        let _ = channel.close(200, "declared").await;
+        Ok(queue)
+    }
+
     /// Waits for a live session (newer than `after`, when given) or the close of the link.
     /// Returns `None` once the link is closed.
     pub(crate) async fn wait_session(&self, after: Option<u64>) -> Option<Arc<Session>> {

@@ -8,7 +8,7 @@ use mq_core::{Error, Message, Publisher, Result};
 use tokio::sync::RwLock;
 
 use crate::connection::{confirm_timeout, Link, OnClose};
-use crate::{topology, RabbitConfig};
+use crate::RabbitConfig;
 
 /// Publishes to RabbitMQ. Cheap to share: hold it as `Arc<dyn Publisher>`.
 ///
@@ -93,16 +93,10 @@ impl RabbitPublisher {
     /// Call it at deploy or start-up time for the groups that must receive a topic's messages,
     /// so that messages published before the group's first subscriber starts are kept for it
     /// instead of being rejected as unroutable. Idempotent.
+    /// [`Subscriber::declare`](mq_core::Subscriber::declare) does the same from the consuming
+    /// side.
     pub async fn declare_group(&self, topic: &str, group: &str) -> Result<String> {
-        let session = self.link.session()?;
-        let channel = session
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| crate::codec::lapin_error("opening a channel", e))?;
-        let queue = topology::declare_group_queue(&channel, &session.config, topic, group).await?;
-        let _ = channel.close(200, "declared").await;
-        Ok(queue)
+        self.link.declare_group(topic, group).await
     }
 
     /// The configuration this publisher was built with.

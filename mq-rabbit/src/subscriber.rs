@@ -108,6 +108,15 @@ impl Subscriber for RabbitSubscriber {
         )))
     }
 
+    /// Declares the group's durable quorum queue, so messages published before the group's
+    /// first subscription starts wait in it instead of being rejected as unroutable.
+    async fn declare(&self, topic: &str, group: &str) -> Result<()> {
+        if self.link.closed_token().is_cancelled() {
+            return Err(Error::Closed("subscriber"));
+        }
+        self.link.declare_group(topic, group).await.map(drop)
+    }
+
     async fn health(&self) -> Result<()> {
         if self.link.closed_token().is_cancelled() {
             return Err(Error::Closed("subscriber"));

@@ -103,7 +103,6 @@ impl Front {
         }
         ([(header::RETRY_AFTER, "1")], error).into_response()
     }
-
 }
 
 #[cfg(test)]

@@ -12,15 +12,60 @@ use crate::{Message, Result};
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
-    /// Handles `message`; `attempt` starts at 1 and counts deliveries and in-process retries.
-    async fn handle(&self, message: &Message, attempt: u32) -> Result<()>;
+    /// Handles `message`; `attempt` says which attempt this is and whether it is the last.
+    async fn handle(&self, message: &Message, attempt: Attempt) -> Result<()>;
+}
+
+/// Which attempt at a message a [`Handler`] is given: the number counts deliveries and in-process
+/// retries, starting at 1; after the last one, a transient failure dead-letters the message.
+///
+/// ```
+/// use mq_core::worker::Attempt;
+/// let attempt = Attempt::new(3, 3);
+/// assert!(attempt.is_last());
+/// assert_eq!(attempt.to_string(), "attempt 3 of 3");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    number: u32,
+    max: u32,
+}
+
+impl Attempt {
+    /// Attempt `number` (from 1) of at most `max` (the worker's
+    /// [`WorkerConfig::max_attempts`](super::WorkerConfig::max_attempts)).
+    pub fn new(number: u32, max: u32) -> Self {
+        Self { number, max }
+    }
+
+    /// The attempt's number, from 1. Above [`max`](Self::max) when earlier deliveries never
+    /// settled (the workers handling them died).
+    pub fn number(self) -> u32 {
+        self.number
+    }
+
+    /// The most attempts the worker makes.
+    pub fn max(self) -> u32 {
+        self.max
+    }
+
+    /// Whether a transient failure now dead-letters the message instead of retrying it.
+    pub fn is_last(self) -> bool {
+        self.number >= self.max
+    }
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "attempt {} of {}", self.number, self.max)
+    }
 }
 
 /// A [`Handler`] made from an async closure; see [`handler_fn`].
 #[derive(Clone)]
 pub struct HandlerFn<F>(F);
 
-/// Turns `|message: Message, attempt: u32| async { ... }` into a [`Handler`].
+/// Turns `|message: Message, attempt: Attempt| async { ... }` into a [`Handler`].
 ///
 /// ```
 /// use mq_core::{worker::handler_fn, Message};
@@ -32,7 +77,7 @@ pub struct HandlerFn<F>(F);
 /// ```
 pub fn handler_fn<F, Fut>(f: F) -> HandlerFn<F>
 where
-    F: Fn(Message, u32) -> Fut + Send + Sync + 'static,
+    F: Fn(Message, Attempt) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<()>> + Send,
 {
     HandlerFn(f)
@@ -41,10 +86,10 @@ where
 #[async_trait]
 impl<F, Fut> Handler for HandlerFn<F>
 where
-    F: Fn(Message, u32) -> Fut + Send + Sync + 'static,
+    F: Fn(Message, Attempt) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<()>> + Send,
 {
-    async fn handle(&self, message: &Message, attempt: u32) -> Result<()> {
+    async fn handle(&self, message: &Message, attempt: Attempt) -> Result<()> {
         (self.0)(message.clone(), attempt).await
     }
 }

@@ -53,7 +53,7 @@ use tracing::{info_span, warn, Instrument};
 pub use backoff::Backoff;
 #[cfg(feature = "mock")]
 pub use handler::MockHandler;
-pub use handler::{handler_fn, Handler, HandlerFn};
+pub use handler::{handler_fn, Attempt, Handler, HandlerFn};
 
 use crate::{headers, Delivery, Nack, Result, Subscriber};
 
@@ -318,7 +318,10 @@ impl Job {
             let result = tokio::select! {
                 biased;
                 () = self.hand_back.cancelled() => return Outcome::Requeue,
-                result = self.handler.handle(delivery.message(), attempt) => result,
+                result = self.handler.handle(
+                    delivery.message(),
+                    Attempt::new(attempt, self.config.max_attempts),
+                ) => result,
             };
             let error = match result {
                 Ok(()) => return Outcome::Ack,
