@@ -109,7 +109,7 @@ fn main() {
     let tiny = work.join("tiny.jpg");
     std::fs::write(
         &tiny,
-        product_pipeline_imaging::jpeg::encode(&support::generated_photo(16, 16), 80).unwrap(),
+        product_pipeline_imaging::test_images::photo_jpeg(16, 16, 80),
     )
     .unwrap();
     let startup = (0..3)

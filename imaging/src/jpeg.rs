@@ -278,30 +278,11 @@ mod tests {
         .unwrap()
     }
 
-    fn with_exif(jpeg: &[u8], orientation: u16) -> Vec<u8> {
-        let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
-        tiff.extend_from_slice(&1u16.to_be_bytes());
-        tiff.extend_from_slice(&0x0112u16.to_be_bytes());
-        tiff.extend_from_slice(&3u16.to_be_bytes());
-        tiff.extend_from_slice(&1u32.to_be_bytes());
-        tiff.extend_from_slice(&orientation.to_be_bytes());
-        tiff.extend_from_slice(&[0, 0]);
-        tiff.extend_from_slice(&0u32.to_be_bytes());
-        let mut app1 = vec![0xFF, 0xE1];
-        app1.extend_from_slice(&((2 + 6 + tiff.len()) as u16).to_be_bytes());
-        app1.extend_from_slice(b"Exif\0\0");
-        app1.extend_from_slice(&tiff);
-        let mut out = jpeg[..2].to_vec();
-        out.extend_from_slice(&app1);
-        out.extend_from_slice(&jpeg[2..]);
-        out
-    }
-
     #[test]
     fn reads_and_strips_exif() {
         let plain = sample_jpeg();
         assert_eq!(exif_orientation(&plain), None);
-        let tagged = with_exif(&plain, 6);
+        let tagged = crate::test_images::with_exif_orientation(&plain, 6);
         assert_eq!(exif_orientation(&tagged), Some(Orientation::Rotate90));
         let stripped = strip_metadata(&tagged).unwrap();
         assert_eq!(exif_orientation(&stripped), None);

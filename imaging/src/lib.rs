@@ -36,6 +36,8 @@ pub mod media;
 pub mod pixels;
 pub mod resize;
 mod service;
+#[cfg(any(test, feature = "testkit"))]
+pub mod test_images;
 
 pub use compress::{compress, CompressOptions, Compressed};
 pub use config::{ImagingConfig, OutputFormat, ResizeFilter};

@@ -52,17 +52,8 @@ async fn s3_missing_bucket_is_permanent() {
 
 #[cfg(feature = "s3")]
 fn s3_store() -> Option<MediaStore> {
-    match std::env::var("MEDIA_TEST_S3_URL") {
-        Ok(url) => Some(MediaStore::from_url(&url).expect("MEDIA_TEST_S3_URL")),
-        Err(_) => {
-            assert!(
-                std::env::var("REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "REQUIRE_SERVICES=1 but MEDIA_TEST_S3_URL is not set (scripts/s3.sh start)"
-            );
-            eprintln!("skipped: set MEDIA_TEST_S3_URL (and AWS_*) to run the S3 media suite");
-            None
-        }
-    }
+    let url = testsupport::service_var("MEDIA_TEST_S3_URL", "scripts/s3.sh env prints it")?;
+    Some(MediaStore::from_url(&url).expect("MEDIA_TEST_S3_URL"))
 }
 
 fn walk(dir: &std::path::Path) -> Vec<String> {

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::*;
 use image::{DynamicImage, ImageBuffer, Luma, Rgba};
 use product_pipeline_imaging::compress::{compress, memory_needed, CompressOptions};
+use product_pipeline_imaging::test_images::{photo, photo_jpeg};
 
 /// The system allocator, counting bytes in use and their peak.
 struct Counting;
@@ -105,7 +106,7 @@ fn the_estimate_bounds_what_compression_allocates() {
 #[test]
 fn progressive_jpegs_count_their_coefficients() {
     let _alone = ONE_AT_A_TIME.lock().unwrap();
-    let pixels = photo_rgb(3000, 2000);
+    let pixels = photo(3000, 2000);
     let mut compressor = turbojpeg::Compressor::new().unwrap();
     compressor.set_quality(90).unwrap();
     compressor.set_subsamp(turbojpeg::Subsamp::Sub2x2).unwrap();

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use image::{DynamicImage, GenericImageView, RgbImage, RgbaImage};
 use product_pipeline_imaging::media::MediaStore;
+use product_pipeline_imaging::test_images::{photo_jpeg, with_exif_orientation};
 use product_pipeline_imaging::{Imaging, ImagingConfig, ImagingError, StoredImage};
 
 struct Env {

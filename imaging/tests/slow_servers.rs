@@ -11,6 +11,7 @@ use common::*;
 use product_pipeline_imaging::budget::{MemoryBudget, Phase};
 use product_pipeline_imaging::fetch::Fetcher;
 use product_pipeline_imaging::media::MediaStore;
+use product_pipeline_imaging::test_images::photo_jpeg;
 use product_pipeline_imaging::{Imaging, ImagingConfig, ImagingError};
 
 /// Test settings: at least 1 000 bytes/s after the first 500 ms.

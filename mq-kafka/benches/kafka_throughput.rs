@@ -31,8 +31,9 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message as _};
-
-const SIZES: [usize; 3] = [16, 256, 4096];
+use testsupport::bench::{
+    env_usize, paired_rounds, selected_sizes, Side, Stopwatch, Timed, PAYLOAD_SIZES,
+};
 
 fn count(size: usize) -> usize {
     if size >= 4096 {
@@ -43,7 +44,7 @@ fn count(size: usize) -> usize {
 }
 
 fn unique(name: &str) -> String {
-    format!("bench.{name}.{:012x}", fastrand::u64(..) & 0xffff_ffff_ffff)
+    testsupport::unique_name(&format!("bench.{name}"))
 }
 
 fn config(brokers: &str) -> KafkaConfig {
@@ -94,48 +95,6 @@ async fn raw_publish(producer: &FutureProducer, topic: &str, messages: &[Message
     for delivery in pending {
         delivery.await.unwrap().unwrap();
     }
-}
-
-/// The timed part of a run: wall-clock time, and the CPU time the whole process (every thread,
-/// librdkafka's included) spent in it.
-#[derive(Clone, Copy)]
-struct Timed {
-    elapsed: Duration,
-    cpu: Duration,
-}
-
-/// A running measurement of wall-clock and process CPU time.
-struct Stopwatch {
-    wall: Instant,
-    cpu: Duration,
-}
-
-impl Stopwatch {
-    fn start() -> Self {
-        Self {
-            wall: Instant::now(),
-            cpu: process_cpu(),
-        }
-    }
-
-    fn stop(&self) -> Timed {
-        Timed {
-            elapsed: self.wall.elapsed(),
-            cpu: process_cpu().saturating_sub(self.cpu),
-        }
-    }
-}
-
-/// User + system CPU time of this process so far (`getrusage`, microsecond resolution).
-fn process_cpu() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: `getrusage` fills the struct it is given; RUSAGE_SELF cannot fail.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
 }
 
 async fn ours_consume(config: &KafkaConfig, topic: &str, n: usize) -> Timed {
@@ -235,7 +194,7 @@ fn throughput(c: &mut Criterion) {
     }
 
     let mut group = benchmark_group(c, "kafka_publish");
-    for size in SIZES {
+    for size in PAYLOAD_SIZES {
         let n = count(size);
         group.throughput(Throughput::Elements(n as u64));
         let topic = unique(&format!("publish.{size}"));
@@ -263,7 +222,7 @@ fn throughput(c: &mut Criterion) {
     group.finish();
 
     let mut group = benchmark_group(c, "kafka_consume");
-    for size in SIZES {
+    for size in PAYLOAD_SIZES {
         let n = count(size);
         group.throughput(Throughput::Elements(n as u64));
         let topic = unique(&format!("consume.{size}"));
@@ -319,16 +278,11 @@ fn paired(
     eprintln!("\npaired rounds ({rounds} per case, median msg/s):");
     // `PAIRED_OPS=consume` (or `publish`) runs one kind only.
     let ops = std::env::var("PAIRED_OPS").unwrap_or_default();
-    // `PAIRED_SIZES=256,4096` runs those payload sizes only.
-    let sizes = std::env::var("PAIRED_SIZES").unwrap_or_default();
     for op in ["publish", "consume"] {
         if !ops.is_empty() && !ops.contains(op) {
             continue;
         }
-        for size in SIZES {
-            if !sizes.is_empty() && !sizes.split(',').any(|s| s.trim() == size.to_string()) {
-                continue;
-            }
+        for size in selected_sizes() {
             // `PAIRED_SCALE=10` makes a consume round read 10 times the criterion count: long
             // enough for the broker's fetch rate, not the client, to set the pace.
             let n = match op {
@@ -337,69 +291,33 @@ fn paired(
             };
             let topic = unique(&format!("paired.{op}.{size}"));
             publish_many(runtime, publisher, &topic, n, size);
-            // Per round: rate (msg/s) and process CPU per message (µs), ours and raw.
-            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-            for round in 0..rounds {
-                let order = if round % 2 == 0 {
-                    [true, false]
-                } else {
-                    [false, true]
-                };
-                let mut pair = [(0.0, 0.0); 2];
-                for is_ours in order {
-                    let run = runtime.block_on(async {
-                        match (op, is_ours) {
-                            ("publish", true) => {
-                                let batch = messages(n, size);
-                                let started = Stopwatch::start();
-                                publisher.publish_batch(&topic, batch).await.unwrap();
-                                started.stop()
-                            }
-                            ("publish", false) => {
-                                let batch = messages(n, size);
-                                let started = Stopwatch::start();
-                                raw_publish(raw, &topic, &batch).await;
-                                started.stop()
-                            }
-                            (_, true) => ours_consume(config, &topic, n).await,
-                            (_, false) => raw_consume(brokers, &topic, n).await,
+            let paired = paired_rounds(rounds, |side| {
+                let run = runtime.block_on(async {
+                    match (op, side) {
+                        ("publish", Side::Ours) => {
+                            let batch = messages(n, size);
+                            let started = Stopwatch::start();
+                            publisher.publish_batch(&topic, batch).await.unwrap();
+                            started.stop()
                         }
-                    });
-                    pair[usize::from(!is_ours)] = (
-                        n as f64 / run.elapsed.as_secs_f64(),
-                        run.cpu.as_secs_f64() * 1e6 / n as f64,
-                    );
-                }
-                ours.push(pair[0]);
-                theirs.push(pair[1]);
-            }
-            report(op, size, &ours, &theirs);
+                        ("publish", Side::Baseline) => {
+                            let batch = messages(n, size);
+                            let started = Stopwatch::start();
+                            raw_publish(raw, &topic, &batch).await;
+                            started.stop()
+                        }
+                        (_, Side::Ours) => ours_consume(config, &topic, n).await,
+                        (_, Side::Baseline) => raw_consume(brokers, &topic, n).await,
+                    }
+                });
+                run.sample(n)
+            });
+            eprintln!(
+                "{}",
+                paired.report(&format!("{op:<7} {size:>5} B"), "ours", "raw")
+            );
         }
     }
-}
-
-/// Prints one case of the paired rounds: median rates and their ratio, the median and range of
-/// the per-round ratios, and the median CPU per message of each side (raw ÷ ours: above 1, ours
-/// needs less).
-fn report(op: &str, size: usize, ours: &[(f64, f64)], theirs: &[(f64, f64)]) {
-    let column = |side: &[(f64, f64)], pick: fn(&(f64, f64)) -> f64| {
-        let mut values: Vec<f64> = side.iter().map(pick).collect();
-        median(&mut values)
-    };
-    let (rate_o, rate_r) = (column(ours, |r| r.0), column(theirs, |r| r.0));
-    let (cpu_o, cpu_r) = (column(ours, |r| r.1), column(theirs, |r| r.1));
-    let mut ratios: Vec<f64> = ours.iter().zip(theirs).map(|(o, r)| o.0 / r.0).collect();
-    let median_ratio = median(&mut ratios);
-    eprintln!(
-        "paired {op:<7} {size:>5} B: ours {rate_o:>9.0}/s  raw {rate_r:>9.0}/s  \
-         ratio of medians {:.2}  median of round ratios {median_ratio:.2}  \
-         (round ratios {:.2}..{:.2})  CPU/msg ours {cpu_o:.2} µs  raw {cpu_r:.2} µs  \
-         (raw/ours {:.2})",
-        rate_o / rate_r,
-        ratios[0],
-        ratios[ratios.len() - 1],
-        cpu_r / cpu_o,
-    );
 }
 
 /// `KAFKA_PROFILE=ours|raw` (with `KAFKA_PROFILE_SIZE`, default 16, and `KAFKA_PROFILE_N`,
@@ -470,18 +388,6 @@ fn benchmark_group<'c>(
     group.measurement_time(Duration::from_secs(5));
     group.warm_up_time(Duration::from_secs(1));
     group
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 criterion_group!(benches, throughput);

@@ -6,28 +6,12 @@
 
 mod common;
 
-use std::time::Duration;
-
 use mq_core::testkit::Capabilities;
 
-fn capabilities() -> Capabilities {
-    Capabilities {
-        // Committed offsets (and un-acked records) outlive a subscriber.
-        persistent: true,
-        // One key, one partition; the subscriber never hands out a key's next record while an
-        // earlier one is in flight.
-        ordered_per_key: true,
-        consumer_groups: true,
-        // The shared test broker (Tansu, memory storage) loses every topic when restarted: the
-        // restart scenario runs on a broker of its own below.
-        restartable: false,
-        // Group joins and rebalances take a few heartbeats.
-        receive_timeout: Duration::from_secs(60),
-        quiet_period: Duration::from_millis(1500),
-    }
-}
-
-mq_core::conformance_tests!(async { common::factory_or_none().await }, capabilities());
+mq_core::conformance_tests!(
+    async { common::factory_or_none().await },
+    common::capabilities()
+);
 
 /// `reconnect_after_restart` on a broker of its own that keeps its data in S3 (Tansu with S3
 /// storage), killed with SIGKILL mid-scenario and started again: the other scenarios share the
@@ -37,7 +21,7 @@ async fn reconnect_after_broker_crash() {
     if let Some(factory) = common::restartable_factory_or_none().await {
         let caps = Capabilities {
             restartable: true,
-            ..capabilities()
+            ..common::capabilities()
         };
         mq_core::testkit::reconnect_after_restart(&factory, &caps).await;
     }

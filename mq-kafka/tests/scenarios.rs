@@ -12,26 +12,16 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use mq_core::headers::MESSAGE_ID;
-use mq_core::testkit::unique;
-use mq_core::{Delivery, DeliveryStream, Message, Publisher, Subscriber};
+use mq_core::testkit::{ack_until, next, receive_ids, unique, wait_for_all};
+use mq_core::{Delivery, Message, Publisher, Subscriber};
 use mq_kafka::{KafkaConfig, KafkaPublisher, KafkaSubscriber};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+/// How long reading records back with a plain consumer may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-async fn next(stream: &mut DeliveryStream) -> Delivery {
-    loop {
-        match tokio::time::timeout(TIMEOUT, stream.next()).await {
-            Err(_) => panic!("no delivery within {TIMEOUT:?}"),
-            Ok(None) => panic!("the stream ended"),
-            Ok(Some(Err(error))) => eprintln!("subscription error: {error}"),
-            Ok(Some(Ok(delivery))) => return delivery,
-        }
-    }
-}
 
 fn messages(count: usize, keys: usize) -> Vec<Message> {
     (0..count)
@@ -118,6 +108,7 @@ fn config_with(partitions: i32) -> Option<KafkaConfig> {
 /// commit ever passes a held message, and in the end every message was acked by someone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn member_joins_mid_stream_without_loss_or_early_commit() {
+    let caps = common::capabilities();
     let _serial = SERIAL.lock().await;
     let Some(config) = config_with(4) else { return };
     let (topic, group) = (unique("join_mid_stream"), unique("group"));
@@ -129,65 +120,47 @@ async fn member_joins_mid_stream_without_loss_or_early_commit() {
     let located = locate(&config, &topic, COUNT);
 
     let acked = Arc::new(Mutex::new(HashSet::<String>::new()));
-    let held = Arc::new(Mutex::new(Vec::<Delivery>::new()));
+    let record = {
+        let acked = acked.clone();
+        move |id| {
+            acked.lock().unwrap().insert(id);
+        }
+    };
     let stop = CancellationToken::new();
-    // The first member holds some deliveries until the second member has joined.
-    let holding = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let pause = Duration::from_millis(2);
     let first = KafkaSubscriber::new(config.clone()).unwrap();
     let mut stream = first.subscribe(&topic, &group).await.unwrap();
-    let consume = |mut stream: DeliveryStream, hold: bool| {
-        let (acked, held, stop, holding) =
-            (acked.clone(), held.clone(), stop.clone(), holding.clone());
-        tokio::spawn(async move {
-            let mut n = 0usize;
-            loop {
-                let delivery = tokio::select! {
-                    () = stop.cancelled() => break,
-                    next = stream.next() => match next {
-                        Some(Ok(delivery)) => delivery,
-                        Some(Err(_)) => continue,
-                        None => break,
-                    },
-                };
-                n += 1;
-                if hold
-                    && n % 10 == 5
-                    && holding.load(std::sync::atomic::Ordering::SeqCst)
-                    && held.lock().unwrap().len() < 5
-                {
-                    held.lock().unwrap().push(delivery);
-                    continue;
-                }
-                let id = delivery.message().id().to_owned();
-                delivery.ack().await.unwrap();
-                acked.lock().unwrap().insert(id);
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        })
-    };
-    // Let the first member make progress alone.
-    let first_task = {
-        let probe = next(&mut stream).await;
-        drop(probe); // handed back at once: comes again
-        consume(stream, true)
-    };
-    while acked.lock().unwrap().len() < 100 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let probe = next(&mut stream, &caps, "a delivery").await;
+    drop(probe); // handed back at once: comes again
+                 // The first member holds every tenth of its first 50 deliveries until the second member has
+                 // joined, and acks the rest.
+    let mut held = Vec::<Delivery>::new();
+    for n in 0..50 {
+        let delivery = next(&mut stream, &caps, "a delivery").await;
+        if n % 10 == 5 {
+            held.push(delivery);
+        } else {
+            let id = delivery.message().id().to_owned();
+            delivery.ack().await.unwrap();
+            record(id);
+        }
     }
+    let first_task = tokio::spawn(ack_until(stream, stop.clone(), pause, record.clone()));
+    wait_for_all(&caps, "acks to go before the second member joins", || {
+        100usize.saturating_sub(acked.lock().unwrap().len())
+    })
+    .await;
 
     let second = KafkaSubscriber::new(config.clone()).unwrap();
     let second_stream = second.subscribe(&topic, &group).await.unwrap();
-    let second_task = consume(second_stream, false);
+    let second_task = tokio::spawn(ack_until(second_stream, stop.clone(), pause, record));
     // Give the group a moment to settle and the commits to go out.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Nothing committed early: every offset below a group commit was acked by some member.
     // (Commits first: an offset is committed only after its ack returned, and the ack is
     // recorded right after it returns.)
-    assert!(
-        !held.lock().unwrap().is_empty(),
-        "the first member held some deliveries"
-    );
+    assert_eq!(held.len(), 5, "the first member holds some deliveries");
     let commits = committed(&config, &topic, &config.group_id(&topic, &group));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let acked_now = acked.lock().unwrap().clone();
@@ -205,20 +178,11 @@ async fn member_joins_mid_stream_without_loss_or_early_commit() {
     );
 
     // The held deliveries are given up: they must be delivered again and acked.
-    holding.store(false, std::sync::atomic::Ordering::SeqCst);
-    held.lock().unwrap().clear();
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let missing = all.difference(&acked.lock().unwrap()).count();
-        if missing == 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{missing} messages were never acked"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    held.clear();
+    wait_for_all(&caps, "messages were never acked", || {
+        all.difference(&acked.lock().unwrap()).count()
+    })
+    .await;
     stop.cancel();
     first_task.await.unwrap();
     second_task.await.unwrap();
@@ -245,6 +209,7 @@ async fn member_joins_mid_stream_without_loss_or_early_commit() {
 /// messages that were not acked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dropped_consumer_hands_unacked_messages_to_the_next() {
+    let caps = common::capabilities();
     let _serial = SERIAL.lock().await;
     let Some(config) = config_with(2) else { return };
     let (topic, group) = (unique("dropped_consumer"), unique("group"));
@@ -258,7 +223,7 @@ async fn dropped_consumer_hands_unacked_messages_to_the_next() {
         let mut stream = first.subscribe(&topic, &group).await.unwrap();
         let mut held = Vec::new();
         for n in 0..20 {
-            let delivery = next(&mut stream).await;
+            let delivery = next(&mut stream, &caps, "a delivery").await;
             if n % 2 == 0 {
                 acked.insert(delivery.message().id().to_owned());
                 delivery.ack().await.unwrap();
@@ -276,15 +241,11 @@ async fn dropped_consumer_hands_unacked_messages_to_the_next() {
         .map(|m| m.id().to_owned())
         .filter(|id| !acked.contains(id))
         .collect();
-    let mut seen = HashSet::new();
-    while !expected.is_subset(&seen) {
-        let delivery = next(&mut stream).await;
-        let id = delivery.message().id().to_owned();
-        assert!(!acked.contains(&id), "acked message {id} came back");
-        seen.insert(id);
-        delivery.ack().await.unwrap();
+    let seen = receive_ids(&mut stream, &expected, &caps).await;
+    if let Some(id) = seen.keys().find(|id| acked.contains(*id)) {
+        panic!("acked message {id} came back");
     }
-    assert_eq!(seen, expected);
+    assert_eq!(seen.into_keys().collect::<HashSet<_>>(), expected);
     second.close().await.unwrap();
 }
 
@@ -373,6 +334,7 @@ async fn ten_thousand_messages_keep_order_per_key() {
 /// records from librdkafka past the blocked ones), and the blocked key then goes on in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_busy_key_does_not_hold_back_later_keys_of_its_partition() {
+    let caps = common::capabilities();
     let _serial = SERIAL.lock().await;
     let Some(config) = config_with(1) else { return };
     const BLOCKED: usize = 300;
@@ -386,14 +348,14 @@ async fn a_busy_key_does_not_hold_back_later_keys_of_its_partition() {
     let subscriber = KafkaSubscriber::new(config).unwrap();
     let mut stream = subscriber.subscribe(&topic, &group).await.unwrap();
 
-    let held = next(&mut stream).await;
+    let held = next(&mut stream, &caps, "a delivery").await;
     assert_eq!(&held.message().payload()[..], b"slow 0");
-    let fast = next(&mut stream).await;
+    let fast = next(&mut stream, &caps, "a delivery").await;
     assert_eq!(&fast.message().payload()[..], b"fast");
     fast.ack().await.unwrap();
     held.ack().await.unwrap();
     for n in 1..=BLOCKED {
-        let delivery = next(&mut stream).await;
+        let delivery = next(&mut stream, &caps, "a delivery").await;
         assert_eq!(delivery.message().payload(), format!("slow {n}").as_bytes());
         delivery.ack().await.unwrap();
     }

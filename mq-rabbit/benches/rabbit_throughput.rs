@@ -16,7 +16,7 @@
 //!   in the queue beforehand; subscribing (declare + qos + consume) is inside the timing for
 //!   both sides.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use futures::StreamExt;
@@ -29,6 +29,9 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use mq_core::{Message, Publisher, Subscriber};
 use mq_rabbit::{queue_name, RabbitConfig, RabbitPublisher, RabbitSubscriber};
+use testsupport::bench::{
+    env_usize, paired_rounds, selected_sizes, Side, Stopwatch, Timed, PAYLOAD_SIZES,
+};
 use tokio::runtime::Runtime;
 
 /// Messages per iteration.
@@ -39,7 +42,6 @@ const CHANNELS: usize = 4;
 const PREFETCH: u16 = 256;
 const EXCHANGE: &str = "bench.mq-rabbit";
 const GROUP: &str = "bench";
-const SIZES: [usize; 3] = [16, 256, 4096];
 
 fn config(url: &str) -> RabbitConfig {
     RabbitConfig::new(url)
@@ -170,48 +172,48 @@ struct Setup {
 }
 
 impl Setup {
-    async fn publish_adapter(&self, topic: &str, queue: &str, batch: &[Message]) -> Duration {
+    async fn publish_adapter(&self, topic: &str, queue: &str, batch: &[Message]) -> Timed {
         purge(&self.control, queue).await;
         let batch = batch.to_vec();
-        let start = Instant::now();
+        let start = Stopwatch::start();
         self.adapter
             .publish_batch(topic, batch)
             .await
             .expect("publish");
-        start.elapsed()
+        start.stop()
     }
 
-    async fn publish_raw(&self, topic: &str, queue: &str, batch: &[Message]) -> Duration {
+    async fn publish_raw(&self, topic: &str, queue: &str, batch: &[Message]) -> Timed {
         purge(&self.control, queue).await;
         let batch = batch.to_vec();
-        let start = Instant::now();
+        let start = Stopwatch::start();
         self.raw.publish_batch(topic, &batch).await;
-        start.elapsed()
+        start.stop()
     }
 
-    async fn consume_adapter(&self, topic: &str, queue: &str, batch: &[Message]) -> Duration {
+    async fn consume_adapter(&self, topic: &str, queue: &str, batch: &[Message]) -> Timed {
         purge(&self.control, queue).await;
         self.raw.publish_batch(topic, batch).await;
         let subscriber = RabbitSubscriber::connect(config(&self.url))
             .await
             .expect("subscriber");
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let mut stream = subscriber.subscribe(topic, GROUP).await.expect("sub");
         for _ in 0..batch.len() {
             let delivery = stream.next().await.expect("open").expect("delivery");
             delivery.ack().await.expect("ack");
         }
-        let elapsed = start.elapsed();
+        let elapsed = start.stop();
         subscriber.close().await.expect("close");
         drop(stream);
         elapsed
     }
 
-    async fn consume_raw(&self, topic: &str, queue: &str, batch: &[Message]) -> Duration {
+    async fn consume_raw(&self, topic: &str, queue: &str, batch: &[Message]) -> Timed {
         purge(&self.control, queue).await;
         self.raw.publish_batch(topic, batch).await;
         let connection = raw_connection(&self.url).await;
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let channel = connection.create_channel().await.expect("channel");
         declare(&channel, topic).await;
         channel
@@ -241,16 +243,10 @@ impl Setup {
                 .await
                 .expect("ack");
         }
-        let elapsed = start.elapsed();
+        let elapsed = start.stop();
         connection.close(200, "done").await.expect("close");
         elapsed
     }
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Side {
-    Adapter,
-    Raw,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -266,12 +262,12 @@ async fn once(
     topic: &str,
     queue: &str,
     batch: &[Message],
-) -> Duration {
+) -> Timed {
     match (op, side) {
-        (Op::Publish, Side::Adapter) => setup.publish_adapter(topic, queue, batch).await,
-        (Op::Publish, Side::Raw) => setup.publish_raw(topic, queue, batch).await,
-        (Op::Consume, Side::Adapter) => setup.consume_adapter(topic, queue, batch).await,
-        (Op::Consume, Side::Raw) => setup.consume_raw(topic, queue, batch).await,
+        (Op::Publish, Side::Ours) => setup.publish_adapter(topic, queue, batch).await,
+        (Op::Publish, Side::Baseline) => setup.publish_raw(topic, queue, batch).await,
+        (Op::Consume, Side::Ours) => setup.consume_adapter(topic, queue, batch).await,
+        (Op::Consume, Side::Baseline) => setup.consume_raw(topic, queue, batch).await,
     }
 }
 
@@ -307,18 +303,18 @@ fn bench(c: &mut Criterion) {
         group.sample_size(10);
         group.measurement_time(Duration::from_secs(8));
         group.warm_up_time(Duration::from_secs(2));
-        for size in SIZES {
+        for size in PAYLOAD_SIZES {
             let topic = format!("bench.{name}.{size}");
             let queue = runtime.block_on(declare(&setup.control, &topic));
             let batch = messages(size);
-            for (side, label) in [(Side::Adapter, "mq-rabbit"), (Side::Raw, "lapin")] {
+            for (side, label) in [(Side::Ours, "mq-rabbit"), (Side::Baseline, "lapin")] {
                 group.bench_with_input(BenchmarkId::new(label, size), &size, |b, _| {
                     b.to_async(&runtime).iter_custom(|iterations| {
                         let (setup, topic, queue, batch) = (&setup, &topic, &queue, &batch);
                         async move {
                             let mut total = Duration::ZERO;
                             for _ in 0..iterations {
-                                total += once(setup, op, side, topic, queue, batch).await;
+                                total += once(setup, op, side, topic, queue, batch).await.elapsed;
                             }
                             total
                         }
@@ -337,59 +333,29 @@ fn bench(c: &mut Criterion) {
 }
 
 /// Paired rounds (adapter and raw lapin alternating, order swapped every round) so both see the
-/// same background load on a shared machine; prints the median rates and their ratio.
-/// `PAIRED_ROUNDS=0` skips it.
+/// same background load on a shared machine; prints the median rates and their ratio, and the
+/// process CPU time per message. `PAIRED_ROUNDS` (default 20; 0 skips), `PAIRED_SIZES`.
 fn paired(runtime: &Runtime, setup: &Setup) {
-    let rounds: usize = std::env::var("PAIRED_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let rounds = env_usize("PAIRED_ROUNDS", 20);
     if rounds == 0 {
         return;
     }
     eprintln!("\npaired rounds ({rounds} x {BATCH} messages per side, median msg/s):");
     for (op, name) in [(Op::Publish, "publish"), (Op::Consume, "consume")] {
-        for size in SIZES {
+        for size in selected_sizes() {
             let topic = format!("bench.{name}.{size}");
             let queue = runtime.block_on(declare(&setup.control, &topic));
             let batch = messages(size);
-            let (mut adapter, mut raw, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-            runtime.block_on(async {
-                for round in 0..rounds {
-                    let order = if round % 2 == 0 {
-                        [Side::Adapter, Side::Raw]
-                    } else {
-                        [Side::Raw, Side::Adapter]
-                    };
-                    let (mut a, mut r) = (0.0, 0.0);
-                    for side in order {
-                        let elapsed = once(setup, op, side, &topic, &queue, &batch).await;
-                        let rate = BATCH as f64 / elapsed.as_secs_f64();
-                        match side {
-                            Side::Adapter => a = rate,
-                            Side::Raw => r = rate,
-                        }
-                    }
-                    adapter.push(a);
-                    raw.push(r);
-                    ratios.push(a / r);
-                }
-                purge(&setup.control, &queue).await;
+            let paired = paired_rounds(rounds, |side| {
+                runtime
+                    .block_on(once(setup, op, side, &topic, &queue, &batch))
+                    .sample(BATCH)
             });
-            let (a, r) = (median(&mut adapter), median(&mut raw));
-            eprintln!(
-                "paired {name:<7} {size:>5} B: mq-rabbit {a:>8.0}/s  lapin {r:>8.0}/s  \
-                 ratio of medians {:.2}  median of round ratios {:.2}",
-                a / r,
-                median(&mut ratios)
-            );
+            runtime.block_on(purge(&setup.control, &queue));
+            let case = format!("{name:<7} {size:>5} B");
+            eprintln!("{}", paired.report(&case, "mq-rabbit", "lapin"));
         }
     }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 async fn purge(control: &Channel, queue: &str) {

@@ -6,21 +6,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use mq_core::testkit::Capabilities;
-
-fn capabilities() -> Capabilities {
-    Capabilities {
-        // Quorum queues are durable and keep unacked messages for the next consumer.
-        persistent: true,
-        // One consumer per queue receives in queue order.
-        ordered_per_key: true,
-        consumer_groups: true,
-        restartable: true,
-        receive_timeout: Duration::from_secs(30),
-        quiet_period: Duration::from_millis(500),
-    }
-}
-
-mq_core::conformance_tests!(async { common::factory_or_none().await }, capabilities());
+mq_core::conformance_tests!(
+    async { common::factory_or_none().await },
+    common::capabilities()
+);

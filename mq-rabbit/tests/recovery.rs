@@ -8,10 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use mq_core::{
-    dead_letter_topic, headers, DeliveryStream, Error, Message, Nack, Publisher, Subscriber,
-};
+use mq_core::testkit::next;
+use mq_core::{dead_letter_topic, headers, Error, Message, Nack, Publisher, Subscriber};
 use mq_rabbit::{RabbitConfig, RabbitPublisher, RabbitSubscriber};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -100,23 +98,9 @@ async fn through_proxy() -> Option<(RabbitConfig, Arc<Proxy>)> {
     Some((config, proxy))
 }
 
-async fn next_ok(stream: &mut DeliveryStream, what: &str) -> mq_core::Delivery {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, stream.next()).await {
-            Err(_) => panic!("timed out waiting for {what}"),
-            Ok(None) => panic!("stream ended while waiting for {what}"),
-            Ok(Some(Err(error))) => {
-                assert!(error.is_transient(), "stream error is transient: {error}");
-            }
-            Ok(Some(Ok(delivery))) => return delivery,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_fails_fast_while_disconnected_and_everything_resumes() {
+    let caps = common::capabilities();
     let Some((config, proxy)) = through_proxy().await else {
         return;
     };
@@ -130,7 +114,7 @@ async fn publish_fails_fast_while_disconnected_and_everything_resumes() {
         .publish(&topic, Message::new("before"))
         .await
         .expect("publish");
-    next_ok(&mut stream, "the message before the outage")
+    next(&mut stream, &caps, "the message before the outage")
         .await
         .ack()
         .await
@@ -194,7 +178,7 @@ async fn publish_fails_fast_while_disconnected_and_everything_resumes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     loop {
-        let delivery = next_ok(&mut stream, "the message after the outage").await;
+        let delivery = next(&mut stream, &caps, "the message after the outage").await;
         let message = delivery.message().clone();
         delivery.ack().await.expect("ack after reconnect");
         if message.id() == after.id() {
@@ -220,6 +204,7 @@ async fn publish_fails_fast_while_disconnected_and_everything_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_of_a_dead_connection_cannot_be_acked_and_comes_back() {
+    let caps = common::capabilities();
     let Some((config, proxy)) = through_proxy().await else {
         return;
     };
@@ -234,7 +219,7 @@ async fn a_delivery_of_a_dead_connection_cannot_be_acked_and_comes_back() {
         .publish(&topic, sent.clone())
         .await
         .expect("publish");
-    let held = next_ok(&mut stream, "the first delivery").await;
+    let held = next(&mut stream, &caps, "the first delivery").await;
     assert_eq!(held.attempt(), 1);
 
     proxy.take_down();
@@ -250,7 +235,7 @@ async fn a_delivery_of_a_dead_connection_cannot_be_acked_and_comes_back() {
     assert!(error.is_transient(), "{error}");
     proxy.bring_up();
 
-    let again = next_ok(&mut stream, "the redelivery after the reconnect").await;
+    let again = next(&mut stream, &caps, "the redelivery after the reconnect").await;
     assert_eq!(again.message().id(), sent.id());
     assert!(again.attempt() >= 2, "attempt {}", again.attempt());
     again.ack().await.expect("ack on the new channel");
@@ -260,6 +245,7 @@ async fn a_delivery_of_a_dead_connection_cannot_be_acked_and_comes_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempts_count_every_requeue() {
+    let caps = common::capabilities();
     let Some(rabbit) = common::factory_or_none().await else {
         return;
     };
@@ -276,14 +262,14 @@ async fn attempts_count_every_requeue() {
         .await
         .expect("publish");
     for expected in 1..=3 {
-        let delivery = next_ok(&mut stream, "the delivery").await;
+        let delivery = next(&mut stream, &caps, "the delivery").await;
         assert_eq!(delivery.attempt(), expected);
         delivery.nack(Nack::Requeue).await.expect("requeue");
     }
-    let dropped = next_ok(&mut stream, "the delivery").await;
+    let dropped = next(&mut stream, &caps, "the delivery").await;
     assert_eq!(dropped.attempt(), 4);
     drop(dropped); // abandon requeues too
-    let last = next_ok(&mut stream, "the delivery").await;
+    let last = next(&mut stream, &caps, "the delivery").await;
     assert_eq!(last.attempt(), 5);
     last.ack().await.expect("ack");
     publisher.close().await.expect("close");
@@ -319,6 +305,7 @@ async fn a_message_without_any_queue_is_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_kept_when_nobody_subscribed_to_the_dead_letter_topic() {
+    let caps = common::capabilities();
     let Some(rabbit) = common::factory_or_none().await else {
         return;
     };
@@ -335,7 +322,7 @@ async fn dead_letters_are_kept_when_nobody_subscribed_to_the_dead_letter_topic()
         .publish(&topic, sent.clone())
         .await
         .expect("publish");
-    next_ok(&mut stream, "the poison message")
+    next(&mut stream, &caps, "the poison message")
         .await
         .nack(Nack::DeadLetter {
             reason: "bad".into(),
@@ -348,7 +335,7 @@ async fn dead_letters_are_kept_when_nobody_subscribed_to_the_dead_letter_topic()
         .subscribe(&dead_letter_topic(&topic), &rabbit.config.dead_letter_group)
         .await
         .expect("subscribe to the default dead-letter group");
-    let letter = next_ok(&mut dead, "the dead letter").await;
+    let letter = next(&mut dead, &caps, "the dead letter").await;
     assert_eq!(letter.message().id(), sent.id());
     assert_eq!(letter.message().key(), Some("k"));
     assert_eq!(
@@ -363,6 +350,7 @@ async fn dead_letters_are_kept_when_nobody_subscribed_to_the_dead_letter_topic()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declared_group_keeps_messages_published_before_it_subscribes() {
+    let caps = common::capabilities();
     let Some(rabbit) = common::factory_or_none().await else {
         return;
     };
@@ -387,7 +375,12 @@ async fn a_declared_group_keeps_messages_published_before_it_subscribes() {
         .subscribe(&topic, "late")
         .await
         .expect("subscribe");
-    let delivery = next_ok(&mut stream, "the message published before subscribing").await;
+    let delivery = next(
+        &mut stream,
+        &caps,
+        "the message published before subscribing",
+    )
+    .await;
     assert_eq!(delivery.message(), &early);
     delivery.ack().await.expect("ack");
     publisher.close().await.expect("close");

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mq_core::domain::{NewProduct, NewUser, ProductRepo, UserRepo};
 use product_pipeline_store::{Store, StoreOptions};
-use sea_orm::{ConnectionTrait, Database};
+use testsupport::pg::PgSchema;
 
 /// Concurrent writers in the pooled case.
 const POOL: usize = 8;
@@ -163,21 +163,17 @@ fn benches(c: &mut Criterion) {
     let mut reference = Vec::new();
     match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
-            let schema = format!("store_bench_{}", std::process::id());
-            let admin = rt.block_on(Database::connect(&url)).expect("DATABASE_URL");
-            rt.block_on(admin.execute_unprepared(&format!("CREATE SCHEMA \"{schema}\"")))
-                .unwrap();
-            bench_backend(c, &rt, "postgres", &url, Some(&schema));
-            let (store, user_id) = rt.block_on(open(&url, Some(&schema), 1));
+            let schema = rt.block_on(PgSchema::create(&url, "store_bench"));
+            bench_backend(c, &rt, "postgres", &url, Some(schema.name()));
+            let (store, user_id) = rt.block_on(open(&url, Some(schema.name()), 1));
             rt.block_on(store.close()).unwrap();
-            match pgbench(&url, &schema, user_id) {
+            match pgbench(&url, schema.name(), user_id) {
                 Ok(r) => reference = r,
                 Err(e) => {
                     eprintln!("pgbench failed or is missing (Debian: postgresql-contrib): {e}")
                 }
             }
-            rt.block_on(admin.execute_unprepared(&format!("DROP SCHEMA \"{schema}\" CASCADE")))
-                .unwrap();
+            rt.block_on(schema.drop_now());
         }
         _ => eprintln!("DATABASE_URL not set: PostgreSQL and pgbench skipped"),
     }

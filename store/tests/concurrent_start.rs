@@ -62,15 +62,14 @@ async fn concurrent_first_starts_on_a_fresh_postgres_schema() {
     let Some(url) = database_url() else { return };
     for _ in 0..ROUNDS {
         // Not created beforehand: the stores create it.
-        let schema = unique_name("first_start");
-        let stores = open_all(&url, Some(schema.clone())).await;
-        let table = format!("\"{schema}\".seaql_migrations");
+        let schema = PgSchema::named(&url, "first_start");
+        let stores = open_all(&url, Some(schema.name().to_owned())).await;
+        let table = format!("\"{}\".seaql_migrations", schema.name());
         assert_eq!(migrations_recorded(&stores[0], &table).await, migrations());
         for store in &stores {
             store.close().await.unwrap();
         }
-        let admin = sea_orm::Database::connect(&url).await.unwrap();
-        drop_pg_schema(admin, &schema).await;
+        schema.drop_now().await;
     }
 }
 

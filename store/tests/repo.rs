@@ -1660,9 +1660,9 @@ async fn postgres_concurrent_start_ups_migrate_once() {
     let Some(url) = common::database_url() else {
         return;
     };
-    let (admin, schema) = common::create_pg_schema(&url).await;
+    let schema = common::PgSchema::create(&url, "store_test").await;
     let options = StoreOptions {
-        schema: Some(schema.clone()),
+        schema: Some(schema.name().to_owned()),
         max_connections: 2,
         ..StoreOptions::default()
     };
@@ -1679,7 +1679,7 @@ async fn postgres_concurrent_start_ups_migrate_once() {
     for store in results.iter().flatten() {
         store.close().await.unwrap();
     }
-    common::drop_pg_schema(admin, &schema).await;
+    schema.drop_now().await;
     for r in results {
         r.expect("every concurrent start-up succeeds");
     }
@@ -1693,9 +1693,10 @@ async fn postgres_killed_connection() {
     let Some(url) = common::database_url() else {
         return;
     };
-    let (admin, schema) = common::create_pg_schema(&url).await;
+    let schema = common::PgSchema::create(&url, "store_test").await;
+    let admin = sea_orm::Database::connect(&url).await.unwrap();
     let options = StoreOptions {
-        schema: Some(schema.clone()),
+        schema: Some(schema.name().to_owned()),
         max_connections: 1,
         min_connections: 1,
         ..StoreOptions::default()
@@ -1744,7 +1745,8 @@ async fn postgres_killed_connection() {
     let holder = sea_orm::TransactionTrait::begin(&admin).await.unwrap();
     holder
         .execute_unprepared(&format!(
-            "LOCK TABLE \"{schema}\".users IN ACCESS EXCLUSIVE MODE"
+            "LOCK TABLE \"{}\".users IN ACCESS EXCLUSIVE MODE",
+            schema.name()
         ))
         .await
         .unwrap();
@@ -1778,7 +1780,8 @@ async fn postgres_killed_connection() {
     let after = store.get_user(1).await;
 
     store.close().await.unwrap();
-    common::drop_pg_schema(admin, &schema).await;
+    admin.close().await.unwrap();
+    schema.drop_now().await;
     assert!(waiting, "get_user was blocked on the lock");
     let err = during.unwrap_err();
     assert!(matches!(err, RepoError::Unavailable(_)), "{err:?}");
@@ -1790,9 +1793,9 @@ async fn postgres_missing_schema_is_created() {
     let Some(url) = common::database_url() else {
         return;
     };
-    let schema = common::unique_name("store_test_new");
+    let schema = common::PgSchema::named(&url, "store_test_new");
     let options = StoreOptions {
-        schema: Some(schema.clone()),
+        schema: Some(schema.name().to_owned()),
         ..StoreOptions::default()
     };
     let store = Store::connect(&url, options).await;
@@ -1803,10 +1806,11 @@ async fn postgres_missing_schema_is_created() {
     let tables = pg_count(
         &admin,
         "SELECT count(*) AS n FROM pg_tables WHERE schemaname = $1",
-        &schema,
+        schema.name(),
     )
     .await;
-    common::drop_pg_schema(admin, &schema).await;
+    admin.close().await.unwrap();
+    schema.drop_now().await;
     store.expect("connect creates the schema");
     // users, products, outbox, idempotency_keys and sea-orm-migration's seaql_migrations
     assert_eq!(tables, 5);

@@ -17,6 +17,7 @@ use product_pipeline::app::{self, Roles, Running};
 use product_pipeline::{BrokerKind, Config};
 use product_pipeline_imaging::media::MediaStore;
 use serde_json::{json, Value};
+use testsupport::pg::PgSchema;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
@@ -226,11 +227,6 @@ pub async fn printed_api_base(child: &mut tokio::process::Child) -> String {
     base
 }
 
-/// Whether tests must fail (not skip) when a service is missing.
-pub fn services_required() -> bool {
-    std::env::var("REQUIRE_SERVICES").is_ok_and(|v| v == "1")
-}
-
 /// One backend combination: its configuration and how to reach its broker.
 pub struct Stack {
     pub config: Config,
@@ -238,15 +234,8 @@ pub struct Stack {
     pub media: MediaStore,
     memory: Option<mq_core::MemoryBroker>,
     _dirs: Vec<tempfile::TempDir>,
-    cleanup: Option<Box<dyn FnOnce() + Send>>,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        if let Some(cleanup) = self.cleanup.take() {
-            cleanup();
-        }
-    }
+    /// The PostgreSQL schema of a networked stack, dropped with it.
+    _schema: Option<PgSchema>,
 }
 
 fn base_config() -> (Config, tempfile::TempDir) {
@@ -259,7 +248,7 @@ fn base_config() -> (Config, tempfile::TempDir) {
     config.worker_max_attempts = 3;
     config.shutdown_timeout = 5;
     config.database_schema = None;
-    config.topic_prefix = format!("e2e{:08x}.", fastrand::u32(..));
+    config.topic_prefix = format!("{}.", testsupport::unique_name("e2e"));
     config.consumer_group = "e2e-workers".into();
     (config, media)
 }
@@ -276,7 +265,7 @@ impl Stack {
             config,
             memory: Some(mq_core::MemoryBroker::new()),
             _dirs: vec![media, data],
-            cleanup: None,
+            _schema: None,
         })
     }
 
@@ -284,28 +273,13 @@ impl Stack {
     /// not set and services are not required.
     #[allow(dead_code)]
     pub async fn networked_postgres(broker: BrokerKind, broker_env: &str) -> Option<Stack> {
-        let (Ok(database_url), Ok(broker_url)) =
-            (std::env::var("DATABASE_URL"), std::env::var(broker_env))
-        else {
-            assert!(
-                !services_required(),
-                "REQUIRE_SERVICES=1 but DATABASE_URL or {broker_env} is not set"
-            );
-            eprintln!("skipped: set DATABASE_URL and {broker_env} to run the {broker:?} + PostgreSQL end-to-end tests");
-            return None;
-        };
+        let how = "scripts/services.sh start prints it";
+        let database_url = testsupport::service_var("DATABASE_URL", how)?;
+        let broker_url = testsupport::service_var(broker_env, how)?;
         let (mut config, media) = base_config();
-        let schema = format!("e2e_{:08x}", fastrand::u32(..));
-        let admin = sea_orm::Database::connect(&database_url)
-            .await
-            .expect("connect to DATABASE_URL");
-        use sea_orm::ConnectionTrait;
-        admin
-            .execute_unprepared(&format!("CREATE SCHEMA \"{schema}\""))
-            .await
-            .expect("create schema");
-        config.database_url = database_url.clone();
-        config.database_schema = Some(schema.clone());
+        let schema = PgSchema::create(&database_url, "e2e").await;
+        config.database_url = database_url;
+        config.database_schema = Some(schema.name().to_owned());
         config.database_max_connections = 5;
         config.broker = broker;
         match broker {
@@ -313,30 +287,12 @@ impl Stack {
             BrokerKind::Kafka => config.kafka_brokers = broker_url,
             BrokerKind::Memory => {}
         }
-        let cleanup = move || {
-            // Drop the schema on a thread of its own: Drop cannot await.
-            let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async {
-                    if let Ok(admin) = sea_orm::Database::connect(&database_url).await {
-                        let _ = admin
-                            .execute_unprepared(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-                            .await;
-                    }
-                });
-            })
-            .join();
-        };
-        drop(admin);
         Some(Stack {
             media: app::open_media(&config).await.unwrap(),
             config,
             memory: None,
             _dirs: vec![media],
-            cleanup: Some(Box::new(cleanup)),
+            _schema: Some(schema),
         })
     }
 
@@ -345,19 +301,10 @@ impl Stack {
     /// services are not required.
     #[allow(dead_code)]
     pub async fn s3_postgres(broker: BrokerKind, broker_env: &str) -> Option<Stack> {
-        let Ok(bucket) = std::env::var("MEDIA_TEST_S3_URL") else {
-            assert!(
-                !services_required(),
-                "REQUIRE_SERVICES=1 but MEDIA_TEST_S3_URL is not set (scripts/s3.sh start)"
-            );
-            eprintln!(
-                "skipped: set MEDIA_TEST_S3_URL (scripts/s3.sh env) to run the S3 end-to-end tests"
-            );
-            return None;
-        };
+        let bucket = testsupport::service_var("MEDIA_TEST_S3_URL", "scripts/s3.sh env prints it")?;
         let mut stack = Stack::networked_postgres(broker, broker_env).await?;
         stack.config.media_dir = None;
-        stack.config.media_url = Some(format!("{bucket}/e2e-{:08x}", fastrand::u32(..)));
+        stack.config.media_url = Some(format!("{bucket}/{}", testsupport::unique_name("e2e")));
         stack.media = app::open_media(&stack.config).await.unwrap();
         Some(stack)
     }
@@ -461,7 +408,6 @@ impl Process {
     }
 
     /// [`Process::start`] with its stderr (the logs) piped, for the test to read.
-    #[allow(dead_code)] // only the telemetry tests read logs
     pub fn start_with_logs(stack: &Stack, name: &str, extra: &[(&str, String)]) -> Process {
         Self::spawn(stack, name, extra, Stdio::piped())
     }
@@ -512,6 +458,21 @@ impl Process {
         Process { child, dir }
     }
 
+    /// Sends SIGTERM and waits up to `within` for the process to exit; its exit status.
+    pub async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running").to_string();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(killed.success());
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("still running {within:?} after SIGTERM"))
+            .unwrap()
+    }
+
     /// The address the API printed.
     pub async fn api_base(&mut self) -> String {
         printed_api_base(&mut self.child).await
@@ -547,7 +508,6 @@ pub struct App {
 
 impl App {
     /// An API that runs elsewhere (another process) at `base`.
-    #[allow(dead_code)] // only the S3 tests (features s3, rabbit, postgres) use it
     pub fn at(base: &str) -> App {
         App {
             running: None,

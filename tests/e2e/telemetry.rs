@@ -230,12 +230,8 @@ pub async fn one_trace_per_product(stack: &Stack) {
 /// [`one_trace_per_product`] over OTLP/gRPC: the processes export to a real collector (rotel,
 /// from PyPI, `ROTEL_AGENT` set by scripts/services.sh), which forwards to the receiver.
 pub async fn one_trace_per_product_over_grpc() {
-    let Ok(agent) = std::env::var("ROTEL_AGENT") else {
-        assert!(
-            !services_required(),
-            "REQUIRE_SERVICES=1 but ROTEL_AGENT is not set (scripts/services.sh start sets it)"
-        );
-        eprintln!("skipped: set ROTEL_AGENT (scripts/services.sh start) to test OTLP over gRPC");
+    let Some(agent) = testsupport::service_var("ROTEL_AGENT", "scripts/services.sh start sets it")
+    else {
         return;
     };
     let receiver = Receiver::start().await;
@@ -410,20 +406,9 @@ pub async fn a_dead_or_stalled_collector_holds_nothing_up() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let pipeline = &mut processes[0].child;
-        let pid = pipeline.id().expect("running").to_string();
-        let killed = tokio::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(killed.success());
         // Nothing is in flight: the stop takes at most the 5 s the last spans get, plus slack for
         // a debug build on a busy machine.
-        let exit = tokio::time::timeout(Duration::from_secs(15), pipeline.wait())
-            .await
-            .unwrap_or_else(|_| panic!("{endpoint}: the pipeline still runs 15 s after SIGTERM"))
-            .unwrap();
+        let exit = processes[0].terminate(Duration::from_secs(15)).await;
         assert!(exit.success(), "{endpoint}: {exit}");
     }
 }

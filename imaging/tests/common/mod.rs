@@ -10,7 +10,6 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, Request, Response, StatusCode};
 use image::{DynamicImage, ImageEncoder, RgbImage, RgbaImage};
-use product_pipeline_imaging::pixels::{Layout, Pixels};
 use product_pipeline_imaging::ImagingConfig;
 
 /// What the server answers on one path.
@@ -269,39 +268,6 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
-/// A photo-like RGB image: smooth gradients plus deterministic texture.
-pub fn photo_rgb(width: u32, height: u32) -> Pixels {
-    let mut data = Vec::with_capacity((width * height * 3) as usize);
-    let mut seed: u32 = 0x1234_5678;
-    for y in 0..height {
-        for x in 0..width {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            let noise = (seed % 24) as i32 - 12;
-            let fx = x as f32 / width as f32;
-            let fy = y as f32 / height as f32;
-            let r = 40.0 + 180.0 * fx + 20.0 * (fy * 12.0).sin();
-            let g = 60.0 + 150.0 * fy + 25.0 * (fx * 9.0).cos();
-            let b = 120.0 + 80.0 * (1.0 - fx) * fy;
-            for v in [r, g, b] {
-                data.push((v as i32 + noise).clamp(0, 255) as u8);
-            }
-        }
-    }
-    Pixels {
-        width,
-        height,
-        layout: Layout::Rgb,
-        data,
-    }
-}
-
-/// A JPEG of a photo-like image.
-pub fn photo_jpeg(width: u32, height: u32, quality: u8) -> Vec<u8> {
-    product_pipeline_imaging::jpeg::encode(&photo_rgb(width, height), quality).unwrap()
-}
-
 /// PNG of `img`.
 pub fn png_of(img: &DynamicImage) -> Vec<u8> {
     let mut out = Vec::new();
@@ -332,28 +298,6 @@ pub fn jpeg_of(img: &RgbImage) -> Vec<u8> {
     )
     .unwrap()
     .to_vec()
-}
-
-/// Inserts an EXIF APP1 segment with `orientation` right after SOI.
-pub fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
-    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
-    tiff.extend_from_slice(&1u16.to_be_bytes());
-    tiff.extend_from_slice(&0x0112u16.to_be_bytes());
-    tiff.extend_from_slice(&3u16.to_be_bytes());
-    tiff.extend_from_slice(&1u32.to_be_bytes());
-    tiff.extend_from_slice(&orientation.to_be_bytes());
-    tiff.extend_from_slice(&[0, 0]);
-    tiff.extend_from_slice(&0u32.to_be_bytes());
-    // Some padding, as cameras write (maker notes etc.).
-    tiff.extend_from_slice(&[0u8; 600]);
-    let mut app1 = vec![0xFF, 0xE1];
-    app1.extend_from_slice(&((2 + 6 + tiff.len()) as u16).to_be_bytes());
-    app1.extend_from_slice(b"Exif\0\0");
-    app1.extend_from_slice(&tiff);
-    let mut out = jpeg[..2].to_vec();
-    out.extend_from_slice(&app1);
-    out.extend_from_slice(&jpeg[2..]);
-    out
 }
 
 /// A CMYK JPEG (Adobe convention: stored values inverted, 255 = no ink) of two halves:

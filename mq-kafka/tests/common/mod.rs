@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mq_core::testkit::BackendFactory;
+use mq_core::testkit::{BackendFactory, Capabilities};
 use mq_core::{Publisher, Subscriber};
 use mq_kafka::{KafkaConfig, KafkaPublisher, KafkaSubscriber};
 
@@ -16,7 +16,7 @@ pub fn config() -> Option<KafkaConfig> {
     init_logs();
     match KafkaConfig::from_env() {
         Some(config) => Some(tuned(config)),
-        None => skip(
+        None => testsupport::missing_service(
             "KAFKA_BROKERS",
             "scripts/kafka.sh start, then KAFKA_BROKERS=127.0.0.1:9092",
         ),
@@ -40,15 +40,6 @@ fn tuned(mut config: KafkaConfig) -> KafkaConfig {
         config = config.with_property("debug", debug);
     }
     config
-}
-
-/// `None` after printing why `var` is needed, or a panic when `REQUIRE_SERVICES=1`.
-fn skip<T>(var: &str, how: &str) -> Option<T> {
-    if std::env::var("REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("REQUIRE_SERVICES=1 but {var} is not set ({how})");
-    }
-    eprintln!("skipped: {var} is not set ({how})");
-    None
 }
 
 /// Creates Kafka publishers and subscribers for the conformance kit.
@@ -103,20 +94,28 @@ pub async fn factory_or_none() -> Option<Kafka> {
 pub async fn restartable_factory_or_none() -> Option<Kafka> {
     init_logs();
     let how = "scripts/services.sh start sets it (scripts/kafka.sh start-s3)";
-    let Some(brokers) = non_empty("KAFKA_RESTART_BROKERS") else {
-        return skip("KAFKA_RESTART_BROKERS", how);
-    };
-    let Some(restart) = non_empty("KAFKA_RESTART_COMMAND") else {
-        return skip("KAFKA_RESTART_COMMAND", how);
-    };
+    let brokers = testsupport::service_var("KAFKA_RESTART_BROKERS", how)?;
+    let restart = testsupport::service_var("KAFKA_RESTART_COMMAND", how)?;
     Some(Kafka {
         config: tuned(KafkaConfig::new(&brokers)),
         restart: Some(restart),
     })
 }
 
-fn non_empty(var: &str) -> Option<String> {
-    std::env::var(var)
-        .ok()
-        .filter(|value| !value.trim().is_empty())
+/// What the Kafka backend can do, and how long its group joins take.
+pub fn capabilities() -> Capabilities {
+    Capabilities {
+        // Committed offsets (and un-acked records) outlive a subscriber.
+        persistent: true,
+        // One key, one partition; the subscriber never hands out a key's next record while an
+        // earlier one is in flight.
+        ordered_per_key: true,
+        consumer_groups: true,
+        // The shared test broker (Tansu, memory storage) loses every topic when restarted: the
+        // restart scenario runs on a broker of its own below.
+        restartable: false,
+        // Group joins and rebalances take a few heartbeats.
+        receive_timeout: Duration::from_secs(60),
+        quiet_period: Duration::from_millis(1500),
+    }
 }

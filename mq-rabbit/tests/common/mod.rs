@@ -5,13 +5,28 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mq_core::testkit::BackendFactory;
+use mq_core::testkit::{BackendFactory, Capabilities};
 use mq_core::{Publisher, Subscriber};
 use mq_rabbit::{RabbitConfig, RabbitPublisher, RabbitSubscriber};
 
 /// Queues of test runs delete themselves once unused for this long (`x-expires`).
 pub const QUEUE_EXPIRES: Duration = Duration::from_secs(60);
 
+/// What the RabbitMQ backend can do.
+pub fn capabilities() -> Capabilities {
+    Capabilities {
+        // Quorum queues are durable and keep unacked messages for the next consumer.
+        persistent: true,
+        // One consumer per queue receives in queue order.
+        ordered_per_key: true,
+        consumer_groups: true,
+        restartable: true,
+        receive_timeout: Duration::from_secs(30),
+        quiet_period: Duration::from_millis(500),
+    }
+}
+
+/// Creates RabbitMQ publishers and subscribers for the conformance kit.
 pub struct Rabbit {
     pub config: RabbitConfig,
     pub connection_name: String,
@@ -19,17 +34,8 @@ pub struct Rabbit {
 
 /// `None` (after printing why) when `AMQP_URL` is unset, unless `REQUIRE_SERVICES=1`.
 pub async fn factory_or_none() -> Option<Rabbit> {
-    let url = match std::env::var("AMQP_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            if std::env::var("REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-                panic!("AMQP_URL is not set but REQUIRE_SERVICES=1: RabbitMQ is required");
-            }
-            eprintln!("skipped: AMQP_URL is not set (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)");
-            return None;
-        }
-    };
-    let connection_name = format!("mq-rabbit-test-{:016x}", fastrand::u64(..));
+    let url = testsupport::service_var("AMQP_URL", "e.g. amqp://guest:guest@127.0.0.1:5672/%2f")?;
+    let connection_name = testsupport::unique_name("mq-rabbit-test");
     let config = RabbitConfig::new(url)
         .with_queue_expires(QUEUE_EXPIRES)
         .with_connection_name(connection_name.clone())

@@ -5,12 +5,10 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::io::Write;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use product_pipeline_store::{Store, StoreOptions};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+pub use testsupport::pg::PgSchema;
 
 /// Which database a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,66 +23,14 @@ pub struct TestDb {
     /// Connection options the store was opened with (to open more stores on the same data).
     pub url: String,
     pub options: StoreOptions,
-    pg_admin: Option<(DatabaseConnection, String)>,
+    pg_schema: Option<PgSchema>,
     _dir: Option<tempfile::TempDir>,
-}
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A name no other test run uses at the same time.
-pub fn unique_name(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}_{}_{}_{nanos}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// `DATABASE_URL`, or `None` after printing why the test is skipped; panics instead when
 /// `REQUIRE_SERVICES=1`.
 pub fn database_url() -> Option<String> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var("REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("REQUIRE_SERVICES=1 but DATABASE_URL is not set");
-            }
-            // Straight to stderr: the test harness captures eprintln! of passing tests.
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipping PostgreSQL test: DATABASE_URL is not set (REQUIRE_SERVICES=1 fails instead)"
-            );
-            None
-        }
-    }
-}
-
-/// Creates a fresh schema on the PostgreSQL server; returns the admin connection and its name.
-pub async fn create_pg_schema(url: &str) -> (DatabaseConnection, String) {
-    let admin = Database::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to DATABASE_URL: {e}"));
-    let schema = unique_name("store_test");
-    admin
-        .execute_unprepared(&format!("CREATE SCHEMA \"{schema}\""))
-        .await
-        .unwrap();
-    (admin, schema)
-}
-
-/// Drops a schema made by [`create_pg_schema`].
-pub async fn drop_pg_schema(admin: DatabaseConnection, schema: &str) {
-    if let Err(e) = admin
-        .execute_unprepared(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .await
-    {
-        eprintln!("could not drop schema {schema}: {e}");
-    }
-    let _ = admin.close().await;
+    testsupport::service_var("DATABASE_URL", "e.g. postgres://root@127.0.0.1:5432/test")
 }
 
 impl TestDb {
@@ -104,20 +50,20 @@ impl TestDb {
                     store,
                     url,
                     options,
-                    pg_admin: None,
+                    pg_schema: None,
                     _dir: Some(dir),
                 })
             }
             Backend::Postgres => {
                 let url = database_url()?;
-                let (admin, schema) = create_pg_schema(&url).await;
-                options.schema = Some(schema.clone());
+                let schema = PgSchema::create(&url, "store_test").await;
+                options.schema = Some(schema.name().to_owned());
                 let store = Store::connect(&url, options.clone()).await.unwrap();
                 Some(TestDb {
                     store,
                     url,
                     options,
-                    pg_admin: Some((admin, schema)),
+                    pg_schema: Some(schema),
                     _dir: None,
                 })
             }
@@ -127,8 +73,8 @@ impl TestDb {
     /// Closes the store and drops the PostgreSQL schema.
     pub async fn finish(self) {
         let _ = self.store.close().await;
-        if let Some((admin, schema)) = self.pg_admin {
-            drop_pg_schema(admin, &schema).await;
+        if let Some(schema) = self.pg_schema {
+            schema.drop_now().await;
         }
     }
 }

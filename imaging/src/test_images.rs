@@ -1,0 +1,79 @@
+//! Generated test images (feature `testkit`), the same for the tests and the benches: a
+//! photo-like picture (gradients, soft shapes, sensor-like noise, so it compresses like a photo,
+//! not like a flat test card) and EXIF orientation tags.
+
+use crate::pixels::{Layout, Pixels};
+
+/// A deterministic photo-like RGB image: smooth gradients, a soft blob, a ripple and mild
+/// noise.
+///
+/// ```
+/// let photo = product_pipeline_imaging::test_images::photo(64, 48);
+/// assert_eq!((photo.width, photo.height, photo.data.len()), (64, 48, 64 * 48 * 3));
+/// ```
+pub fn photo(width: u32, height: u32) -> Pixels {
+    let mut data = Vec::with_capacity(width as usize * height as usize * 3);
+    let mut seed: u32 = 0x9E37_79B9;
+    for y in 0..height {
+        for x in 0..width {
+            // xorshift32: cheap, deterministic noise.
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let noise = (seed % 9) as f32 - 4.0;
+            let fx = x as f32 / width as f32;
+            let fy = y as f32 / height as f32;
+            let d = ((fx - 0.6).powi(2) + (fy - 0.4).powi(2)).sqrt();
+            let blob = (1.0 - (d * 3.0).min(1.0)) * 90.0;
+            let ripple = 18.0 * ((fx * 40.0).sin() * (fy * 25.0).cos());
+            let r = 30.0 + 150.0 * fx + blob + ripple;
+            let g = 50.0 + 120.0 * fy + blob * 0.6;
+            let b = 140.0 - 90.0 * fy + ripple * 0.5;
+            for v in [r, g, b] {
+                data.push((v + noise).clamp(0.0, 255.0) as u8);
+            }
+        }
+    }
+    Pixels {
+        width,
+        height,
+        layout: Layout::Rgb,
+        data,
+    }
+}
+
+/// A baseline JPEG of [`photo`] at `quality`.
+pub fn photo_jpeg(width: u32, height: u32, quality: u8) -> Vec<u8> {
+    crate::jpeg::encode(&photo(width, height), quality).expect("encoding a generated photo")
+}
+
+/// `jpeg` with an EXIF APP1 segment right after SOI whose orientation tag is `orientation`
+/// (1–8), padded as cameras write them (maker notes and the like).
+///
+/// ```
+/// use product_pipeline_imaging::test_images::{photo_jpeg, with_exif_orientation};
+///
+/// let tagged = with_exif_orientation(&photo_jpeg(16, 8, 80), 6);
+/// assert_eq!(&tagged[2..4], &[0xFF, 0xE1]);
+/// ```
+pub fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    // Big-endian TIFF header, then one IFD with one entry: tag 0x0112, type SHORT, count 1.
+    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
+    tiff.extend_from_slice(&1u16.to_be_bytes());
+    tiff.extend_from_slice(&0x0112u16.to_be_bytes());
+    tiff.extend_from_slice(&3u16.to_be_bytes());
+    tiff.extend_from_slice(&1u32.to_be_bytes());
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0]);
+    // No next IFD.
+    tiff.extend_from_slice(&0u32.to_be_bytes());
+    tiff.extend_from_slice(&[0u8; 600]);
+    let mut app1 = vec![0xFF, 0xE1];
+    app1.extend_from_slice(&((2 + 6 + tiff.len()) as u16).to_be_bytes());
+    app1.extend_from_slice(b"Exif\0\0");
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
