@@ -10,7 +10,8 @@ use tokio::runtime::Handle;
 use tracing::debug;
 
 use crate::codec::lapin_error;
-use crate::connection::Session;
+use crate::in_flight::{InFlight, InFlightGuard};
+use crate::session::Session;
 use crate::topology;
 
 /// Settles a delivery with its delivery tag, on the channel that delivered it and on nothing
@@ -24,6 +25,10 @@ pub(crate) struct RabbitAcknowledger {
     pub(crate) topic: Arc<str>,
     pub(crate) message: Message,
     pub(crate) handle: Handle,
+    /// Keeps the subscriber's connection open after its close until this is settled or dropped.
+    pub(crate) delivery: Option<InFlightGuard>,
+    /// Counts the requeue of a dropped delivery (see [`Acknowledger::abandon`]).
+    pub(crate) cleanups: InFlight,
 }
 
 fn channel_gone() -> Error {
@@ -95,6 +100,7 @@ impl RabbitAcknowledger {
                 )
                 .await?;
                 debug!(%queue, "declared the default dead-letter queue");
+                let _ = channel.close(200, "declared").await;
                 self.session.publish(&topic, &letter).await?;
             }
             Err(error) => return Err(error),
@@ -115,7 +121,10 @@ impl Acknowledger for RabbitAcknowledger {
         }
     }
 
-    fn abandon(self: Box<Self>) {
+    fn abandon(mut self: Box<Self>) {
+        // No longer the caller's to settle, but a requeue of ours to finish.
+        let cleanup = self.cleanups.track();
+        self.delivery = None;
         if !self.channel.status().connected() {
             return; // already back in the queue
         }
@@ -124,6 +133,7 @@ impl Acknowledger for RabbitAcknowledger {
             if let Err(error) = self.requeue().await {
                 debug!(%error, "could not requeue an abandoned delivery; the channel close will");
             }
+            drop(cleanup);
         });
     }
 }

@@ -1,5 +1,5 @@
-//! The connection supervisor: connects, declares the exchange, opens the confirm channels, watches
-//! for the connection to drop and reconnects with backoff.
+//! The connection supervisor: connects, watches for the connection to drop and reconnects with
+//! backoff.
 //!
 //! Every [`RabbitPublisher`](crate::RabbitPublisher) and
 //! [`RabbitSubscriber`](crate::RabbitSubscriber) owns one [`Link`]. A [`Session`] is one live
@@ -7,28 +7,18 @@
 //! channels of the old one are never used again — so a delivery tag of a dead channel is never
 //! acked on a new one.
 
-use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::publisher_confirm::{Confirmation, PublisherConfirm};
-use lapin::{Channel, Connection, ConnectionProperties};
-use mq_core::{Error, Message, Result};
-use parking_lot::Mutex;
+use mq_core::{Error, Result};
 use tokio::runtime::Handle;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::codec::{self, lapin_error};
+use crate::codec::lapin_error;
+use crate::session::{Session, STATUS_POLL};
 use crate::topology;
 use crate::RabbitConfig;
-
-/// How often the supervisor double-checks the connection status (a close initiated by the
-/// broker does not always reach the error callback).
-const STATUS_POLL: Duration = Duration::from_millis(200);
 
 /// What a link currently has.
 #[derive(Clone)]
@@ -37,6 +27,8 @@ pub(crate) enum LinkState {
     Down(Option<Failure>),
     /// Connected.
     Up(Arc<Session>),
+    /// Closed by its owner, and the connection is being closed or released.
+    Closing,
     /// Closed by its owner; never connects again.
     Closed,
 }
@@ -63,210 +55,6 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.reason)
     }
-}
-
-/// One live connection with its confirm channels.
-pub(crate) struct Session {
-    pub(crate) connection: Connection,
-    pub(crate) generation: u64,
-    pub(crate) config: Arc<RabbitConfig>,
-    confirm_channels: Vec<Mutex<Arc<Channel>>>,
-    next_channel: AtomicUsize,
-}
-
-/// A publish whose frames were sent; awaiting it waits for the broker's confirm.
-pub(crate) struct PendingConfirm {
-    confirm: PublisherConfirm,
-    timeout: Duration,
-}
-
-/// The error of a confirm that did not come in time.
-pub(crate) fn confirm_timeout(topic: &str, after: Duration) -> Error {
-    Error::Timeout {
-        operation: format!("waiting for the publisher confirm of topic `{topic}`"),
-        after,
-    }
-}
-
-impl PendingConfirm {
-    /// Waits for the confirm: `Ok` once the broker has the message durably, [`Error::Rejected`] if
-    /// no queue is bound to the topic.
-    pub(crate) async fn wait(self, topic: &str) -> Result<()> {
-        let timeout = self.timeout;
-        tokio::time::timeout(timeout, self.wait_untimed(topic))
-            .await
-            .map_err(|_| confirm_timeout(topic, timeout))?
-    }
-
-    /// Like [`wait`](Self::wait) without a timeout of its own (for batches, which use one timeout
-    /// for all their confirms).
-    pub(crate) async fn wait_untimed(self, topic: &str) -> Result<()> {
-        let confirmation = self
-            .confirm
-            .await
-            .map_err(|e| lapin_error("publisher confirm", e))?;
-        match confirmation {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
-                Err(Error::Rejected(format!(
-                    "no queue is bound to topic `{}` (broker returned {} {}); subscribe a group first",
-                    topic, returned.reply_code, returned.reply_text
-                )))
-            }
-            Confirmation::Nack(None) => Err(Error::Unavailable {
-                message: format!("the broker nacked a message of topic `{topic}`"),
-                source: None,
-            }),
-            Confirmation::NotRequested => Err(Error::Unavailable {
-                message: "the publish channel is not in confirm mode".into(),
-                source: None,
-            }),
-        }
-    }
-}
-
-impl Session {
-    async fn open(config: Arc<RabbitConfig>, generation: u64, channels: usize) -> Result<Self> {
-        let mut properties = ConnectionProperties::default()
-            .with_executor(tokio_executor_trait::Tokio::current())
-            .with_reactor(tokio_reactor_trait::Tokio);
-        if let Some(name) = &config.connection_name {
-            properties = properties.with_connection_name(name.clone().into());
-        }
-        let connection = Connection::connect(&config.url, properties)
-            .await
-            .map_err(|e| lapin_error("connecting to RabbitMQ", e))?;
-        let setup = connection
-            .create_channel()
-            .await
-            .map_err(|e| lapin_error("opening a channel", e))?;
-        topology::declare_exchange(&setup, &config).await?;
-        drop(setup);
-        let mut confirm_channels = Vec::with_capacity(channels);
-        for _ in 0..channels {
-            confirm_channels.push(Mutex::new(Arc::new(
-                open_confirm_channel(&connection).await?,
-            )));
-        }
-        Ok(Self {
-            connection,
-            generation,
-            config,
-            confirm_channels,
-            next_channel: AtomicUsize::new(0),
-        })
-    }
-
-    /// `true` while the connection is usable.
-    pub(crate) fn connected(&self) -> bool {
-        self.connection.status().connected()
-    }
-
-    /// Resolves when the connection is lost, with the reason.
-    async fn lost(&self) -> String {
-        let (tx, rx) = oneshot::channel::<String>();
-        let tx = Mutex::new(Some(tx));
-        self.connection.on_error(move |error| {
-            if let Some(tx) = tx.lock().take() {
-                let _ = tx.send(error.to_string());
-            }
-        });
-        let poll = async {
-            let mut interval = tokio::time::interval(STATUS_POLL);
-            loop {
-                interval.tick().await;
-                if !self.connected() {
-                    return format!("connection {:?}", self.connection.status().state());
-                }
-            }
-        };
-        tokio::select! {
-            reason = rx => reason.unwrap_or_else(|_| "connection error".into()),
-            reason = poll => reason,
-        }
-    }
-
-    /// A confirm channel: the same one for the same key (order per key), round robin otherwise.
-    /// A channel that died (e.g. closed by a channel error) is replaced.
-    async fn confirm_channel(&self, key: Option<&str>) -> Result<Arc<Channel>> {
-        let index = match key {
-            Some(key) => {
-                let mut hasher = std::collections::hash_map::DefaultHasher::new();
-                key.hash(&mut hasher);
-                hasher.finish() as usize
-            }
-            None => self.next_channel.fetch_add(1, Ordering::Relaxed),
-        } % self.confirm_channels.len();
-        let slot = &self.confirm_channels[index];
-        let channel = slot.lock().clone();
-        if channel.status().connected() {
-            return Ok(channel);
-        }
-        if !self.connected() {
-            return Err(Error::Unavailable {
-                message: "the connection to RabbitMQ is lost; reconnecting".into(),
-                source: None,
-            });
-        }
-        let fresh = Arc::new(open_confirm_channel(&self.connection).await?);
-        let mut slot = slot.lock();
-        if !slot.status().connected() {
-            *slot = fresh;
-        }
-        Ok(slot.clone())
-    }
-
-    /// Sends `message` to `topic` (mandatory, persistent) and returns the pending confirm.
-    pub(crate) async fn send(&self, topic: &str, message: &Message) -> Result<PendingConfirm> {
-        let channel = self.confirm_channel(message.key()).await?;
-        let confirm = channel
-            .basic_publish(
-                &self.config.exchange,
-                topic,
-                BasicPublishOptions {
-                    mandatory: true,
-                    immediate: false,
-                },
-                message.payload(),
-                codec::properties(message),
-            )
-            .await
-            .map_err(|e| lapin_error("publishing", e))?;
-        Ok(PendingConfirm {
-            confirm,
-            timeout: self.config.confirm_timeout,
-        })
-    }
-
-    /// Sends and waits for the confirm.
-    pub(crate) async fn publish(&self, topic: &str, message: &Message) -> Result<()> {
-        self.send(topic, message).await?.wait(topic).await
-    }
-
-    /// Closes the connection politely (confirm channels first).
-    async fn close(&self) {
-        for slot in &self.confirm_channels {
-            let channel = slot.lock().clone();
-            if channel.status().connected() {
-                let _ = channel.close(200, "closing").await;
-            }
-        }
-        if self.connected() {
-            let _ = self.connection.close(200, "closing").await;
-        }
-    }
-}
-
-async fn open_confirm_channel(connection: &Connection) -> Result<Channel> {
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(|e| lapin_error("opening a channel", e))?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .map_err(|e| lapin_error("enabling publisher confirms", e))?;
-    Ok(channel)
 }
 
 /// What the owner of a link does when it closes.
@@ -341,7 +129,9 @@ impl Link {
                 match &*state.borrow_and_update() {
                     LinkState::Up(_) => return Ok(()),
                     LinkState::Down(Some(failure)) => return Err(failure.clone()),
-                    LinkState::Closed => return Err(Failure::transient("closed")),
+                    LinkState::Closing | LinkState::Closed => {
+                        return Err(Failure::transient("closed"))
+                    }
                     LinkState::Down(None) => {}
                 }
                 if state.changed().await.is_err() {
@@ -408,7 +198,7 @@ impl Link {
                 },
                 source: None,
             }),
-            LinkState::Closed => Err(Error::Closed("RabbitMQ connection")),
+            LinkState::Closing | LinkState::Closed => Err(Error::Closed("RabbitMQ connection")),
         }
     }
 
@@ -437,7 +227,7 @@ impl Link {
                 {
                     return Some(session.clone());
                 }
-                LinkState::Closed => return None,
+                LinkState::Closing | LinkState::Closed => return None,
                 _ => {}
             }
             tokio::select! {
@@ -548,8 +338,10 @@ async fn supervise(
                 }
             }
             () = closed.cancelled() => {
+                // The state lets go of the session first, so that `shutdown` can own it.
+                state.send_replace(LinkState::Closing);
                 if on_close == OnClose::CloseConnection {
-                    session.close().await;
+                    session.shutdown().await;
                 }
                 break;
             }
@@ -568,6 +360,8 @@ async fn backoff(config: &RabbitConfig, failures: u32, closed: &CancellationToke
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

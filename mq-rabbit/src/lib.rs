@@ -37,7 +37,9 @@ mod ack;
 mod codec;
 mod config;
 mod connection;
+mod in_flight;
 mod publisher;
+mod session;
 mod subscriber;
 mod topology;
 

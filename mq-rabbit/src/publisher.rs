@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use mq_core::{Error, Message, Publisher, Result};
 use tokio::sync::RwLock;
 
-use crate::connection::{confirm_timeout, Link, OnClose};
+use crate::connection::{Link, OnClose};
+use crate::session::confirm_timeout;
 use crate::RabbitConfig;
 
 /// Publishes to RabbitMQ. Cheap to share: hold it as `Arc<dyn Publisher>`.

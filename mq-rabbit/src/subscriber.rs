@@ -15,7 +15,9 @@ use tracing::{debug, warn};
 
 use crate::ack::RabbitAcknowledger;
 use crate::codec::{self, lapin_error};
-use crate::connection::{Link, OnClose, Session};
+use crate::connection::{Link, OnClose};
+use crate::in_flight::{InFlight, Pending};
+use crate::session::Session;
 use crate::topology;
 use crate::RabbitConfig;
 
@@ -37,10 +39,12 @@ const CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
 ///   has reconnected and re-declared its queue. Deliveries from the old connection cannot be
 ///   acked any more (their settle fails with [`Error::Unavailable`]); the broker redelivers them.
 /// - [`close`](Subscriber::close) ends every stream; deliveries handed out before stay valid
-///   and the connection stays open until they are settled or dropped.
+///   and the connection stays open until they are settled or dropped, then closes. With nothing
+///   in flight, `close` returns once the connection is closed.
 pub struct RabbitSubscriber {
     link: Link,
     subscriptions: AtomicU64,
+    pending: Pending,
 }
 
 impl RabbitSubscriber {
@@ -61,6 +65,7 @@ impl RabbitSubscriber {
         Self {
             link,
             subscriptions: AtomicU64::new(0),
+            pending: Pending::default(),
         }
     }
 
@@ -95,6 +100,7 @@ impl Subscriber for RabbitSubscriber {
             consumer_tag: format!("mq-rabbit.{}.{number}", std::process::id()),
             active: None,
             failures: 0,
+            pending: self.pending.clone(),
         };
         // The first consumer is set up before returning, so a publish right after `subscribe`
         // is routed to the queue.
@@ -125,7 +131,26 @@ impl Subscriber for RabbitSubscriber {
     }
 
     async fn close(&self) -> Result<()> {
+        let session = self.link.session().ok();
         self.link.close();
+        self.link.closed().await;
+        let Some(session) = session else {
+            return Ok(());
+        };
+        // Closed politely once nothing needs it; left open, it would end with the runtime's
+        // shutdown, which lapin reports as an error. Our own clean-ups are waited for here;
+        // deliveries the caller still holds are theirs to settle, after `close` returned.
+        let pending = self.pending.clone();
+        let close = async move {
+            pending.deliveries.idle().await;
+            pending.cleanups.idle().await;
+            session.shutdown().await;
+        };
+        if self.pending.deliveries.is_idle() {
+            close.await;
+        } else {
+            self.link.handle().spawn(close);
+        }
         Ok(())
     }
 }
@@ -133,6 +158,7 @@ impl Subscriber for RabbitSubscriber {
 /// One consumer on one channel of one session.
 struct Active {
     handle: tokio::runtime::Handle,
+    cleanups: InFlight,
     session: Arc<Session>,
     channel: Arc<Channel>,
     consumer: Option<Consumer>,
@@ -151,6 +177,7 @@ impl Drop for Active {
         }
         let channel = Arc::clone(&self.channel);
         let tag = self.consumer_tag.clone();
+        let tracked = self.cleanups.track();
         // On the subscriber's runtime, even when the stream is dropped elsewhere. If that runtime
         // is gone, the channel closes with its last handle and the broker requeues.
         self.handle.spawn(async move {
@@ -169,6 +196,12 @@ impl Drop for Active {
                         )
                         .await?;
                 }
+                // Closed here, not by lapin when the last handle goes: a close still under way
+                // when the connection closes makes the broker's answer arrive for an unknown
+                // channel. Deliveries of this channel still unsettled keep it open.
+                if Arc::strong_count(&channel) == 1 {
+                    channel.close(200, "subscription ended").await?;
+                }
                 Ok::<_, lapin::Error>(())
             };
             match tokio::time::timeout(CANCEL_TIMEOUT, cleanup).await {
@@ -176,6 +209,7 @@ impl Drop for Active {
                 Ok(Err(error)) => debug!(consumer = %tag, %error, "consumer cancel failed"),
                 Err(_) => debug!(consumer = %tag, "consumer cancel timed out"),
             }
+            drop(tracked);
         });
     }
 }
@@ -187,6 +221,7 @@ struct Subscription {
     consumer_tag: String,
     active: Option<Active>,
     failures: u32,
+    pending: Pending,
 }
 
 impl Subscription {
@@ -218,6 +253,7 @@ impl Subscription {
             .map_err(|e| lapin_error(&format!("consuming queue `{queue}`"), e))?;
         self.active = Some(Active {
             handle: self.link.handle().clone(),
+            cleanups: self.pending.cleanups.clone(),
             session: session.clone(),
             channel: Arc::new(channel),
             consumer: Some(consumer),
@@ -279,6 +315,8 @@ impl Subscription {
                         topic: Arc::clone(&self.topic),
                         message: message.clone(),
                         handle: self.link.handle().clone(),
+                        delivery: Some(self.pending.deliveries.track()),
+                        cleanups: self.pending.cleanups.clone(),
                     };
                     return Some(Ok(Delivery::new(
                         &*self.topic,

@@ -2,6 +2,7 @@
 //! brokers, with images served by a local HTTP server. Every combination runs every scenario.
 
 mod dead_letters;
+mod graceful_stop;
 mod hostile_strings;
 #[cfg(all(feature = "rabbit", feature = "postgres"))]
 mod late_services;
@@ -18,6 +19,7 @@ mod telemetry;
 /// Every scenario, whichever module defines it.
 mod all {
     pub use crate::dead_letters::products_dead_lettered_by_a_media_outage_are_redriven;
+    pub use crate::graceful_stop::a_graceful_stop_logs_no_errors;
     pub use crate::hostile_strings::hostile_strings;
     pub use crate::scenarios::*;
     pub use crate::slow_servers::slow_image_servers_do_not_hold_up_good_products;
@@ -31,7 +33,8 @@ macro_rules! e2e_tests {
             unknown_user_and_duplicate_mobile, list_filters_and_pagination, worker_stopped_mid_batch,
             broker_outage, poison_message, idempotent_creates, metrics_move, hostile_strings,
             slow_image_servers_do_not_hold_up_good_products,
-            products_dead_lettered_by_a_media_outage_are_redriven, one_trace_per_product);
+            products_dead_lettered_by_a_media_outage_are_redriven, one_trace_per_product,
+            a_graceful_stop_logs_no_errors);
     };
     (@each $stack:expr; $($scenario:ident),*) => {
         $(
