@@ -10,13 +10,13 @@
 # the repository (they need its services, scripts and photos), hence cargo's "ignoring test"
 # warnings.
 #
-#   scripts/verify-packages.sh
+#   scripts/verify-packages.sh   # packages the working tree as it is (--allow-dirty)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target_dir=$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-cargo package --workspace --locked --all-features --no-verify --quiet
+cargo package --workspace --locked --all-features --no-verify --allow-dirty --quiet
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
