@@ -1,25 +1,57 @@
-//! [`KafkaAcknowledger`]: settles one delivery against its partition's state.
+//! [`KafkaAcknowledger`]: settles one delivery against its partition's state; [`delivery`] makes
+//! the delivery of a record the subscription handed out.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use mq_core::{dead_letter_topic, Acknowledger, Nack, Result, Settlement};
+use mq_core::{dead_letter_topic, Acknowledger, Delivery, Nack, Origin, Result, Settlement};
 
 use crate::codec::RawRecord;
 
-use super::subscription::Subscription;
+use super::subscription::{Subscription, Taken};
+
+/// The delivery of `taken`, settled against `subscription`.
+pub(super) fn delivery(subscription: &Arc<Subscription>, taken: Taken) -> Delivery {
+    let Taken {
+        partition,
+        offset,
+        epoch,
+        record,
+        attempt,
+        message,
+    } = taken;
+    let acknowledger = KafkaAcknowledger {
+        subscription: subscription.clone(),
+        partition,
+        offset,
+        epoch,
+        record,
+    };
+    let origin = Origin {
+        system: "kafka",
+        partition: Some(partition),
+        offset: Some(offset),
+    };
+    Delivery::new(
+        subscription.topic.clone(),
+        message,
+        attempt,
+        Box::new(acknowledger),
+    )
+    .with_origin(origin)
+}
 
 /// Settles one delivery: ack, requeue, or dead letter (produced before the original counts as
 /// acked). Settling after the partition moved to another member changes nothing: the new owner
 /// delivers the record again.
-pub(super) struct KafkaAcknowledger {
-    pub(super) subscription: Arc<Subscription>,
-    pub(super) partition: i32,
-    pub(super) offset: i64,
+struct KafkaAcknowledger {
+    subscription: Arc<Subscription>,
+    partition: i32,
+    offset: i64,
     /// The ownership of the partition the record was handed out in.
-    pub(super) epoch: u64,
+    epoch: u64,
     /// The record as fetched, to hand it out again (requeue, drop) or dead-letter it.
-    pub(super) record: RawRecord,
+    record: RawRecord,
 }
 
 #[async_trait]

@@ -26,6 +26,7 @@ mod ack_log;
 mod acknowledger;
 mod commits;
 mod driver;
+mod errors;
 mod partition;
 mod rebalance;
 mod state;
@@ -141,13 +142,14 @@ const LEAVE_WAIT: Duration = Duration::from_secs(5);
 
 /// The stream's next item, waiting for records, freed keys or the end of the subscription.
 async fn next_delivery(subscription: &Arc<Subscription>) -> Option<Result<Delivery>> {
+    let taken = |item: Result<_>| item.map(|taken| acknowledger::delivery(subscription, taken));
     loop {
         if subscription.stop.is_cancelled() {
             return None;
         }
         // Fast path: something is ready.
         if let Some(item) = subscription.take_next() {
-            return Some(item);
+            return Some(taken(item));
         }
         // Register for wake-ups, then look again, so nothing between the look and the wait is
         // missed.
@@ -155,7 +157,7 @@ async fn next_delivery(subscription: &Arc<Subscription>) -> Option<Result<Delive
         tokio::pin!(notified);
         notified.as_mut().enable();
         if let Some(item) = subscription.take_next() {
-            return Some(item);
+            return Some(taken(item));
         }
         tokio::select! {
             () = notified => {}

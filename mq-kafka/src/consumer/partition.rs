@@ -16,7 +16,7 @@ use crate::fast_hash::{FastMap, FastSet};
 use crate::offsets::{OffsetTracker, Received};
 use crate::partition_queue::PartitionQueue;
 
-use super::state::push_error;
+use super::errors::push_error;
 
 /// The state of one ownership of a partition.
 pub(super) struct PartitionState {

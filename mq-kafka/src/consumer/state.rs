@@ -9,10 +9,8 @@ use crate::codec::Chunks;
 use crate::fast_hash::FastMap;
 use crate::partition_queue::PartitionQueue;
 
+use super::errors::push_error;
 use super::partition::PartitionState;
-
-/// Subscription errors kept for the stream; older ones are dropped.
-const MAX_QUEUED_ERRORS: usize = 16;
 
 /// The mutable state of one subscription.
 #[derive(Default)]
@@ -59,12 +57,4 @@ impl State {
     pub(super) fn push_error(&mut self, error: Error) {
         push_error(&mut self.errors, error);
     }
-}
-
-/// Queues an error for the stream, dropping the oldest beyond [`MAX_QUEUED_ERRORS`].
-pub(super) fn push_error(errors: &mut VecDeque<Error>, error: Error) {
-    if errors.len() >= MAX_QUEUED_ERRORS {
-        errors.pop_front();
-    }
-    errors.push_back(error);
 }

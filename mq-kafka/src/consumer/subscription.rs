@@ -5,7 +5,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use mq_core::{Delivery, Origin, Result};
+use mq_core::{Message, Result};
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -14,7 +14,6 @@ use crate::admin::TopicAdmin;
 use crate::codec::{CopiedRecord, RawRecord};
 use crate::KafkaConfig;
 
-use super::acknowledger::KafkaAcknowledger;
 use super::state::State;
 use super::SideProducer;
 
@@ -36,6 +35,17 @@ pub(super) struct Subscription {
     pub(super) left: Mutex<Option<Receiver<()>>>,
     /// Publishes dead letters and the ack log.
     pub(super) side_producer: Arc<SideProducer>,
+}
+
+/// A record handed out by [`Subscription::take_next`], to be turned into a delivery.
+pub(super) struct Taken {
+    pub(super) partition: i32,
+    pub(super) offset: i64,
+    /// The ownership of the partition the record was handed out in.
+    pub(super) epoch: u64,
+    pub(super) record: RawRecord,
+    pub(super) attempt: u32,
+    pub(super) message: Message,
 }
 
 impl Subscription {
@@ -69,8 +79,8 @@ impl Subscription {
     }
 
     /// The next stream item: a queued error, or the next record round-robin over partitions
-    /// (taken from their queues in librdkafka as needed).
-    pub(super) fn take_next(self: &Arc<Self>) -> Option<Result<Delivery>> {
+    /// (taken from their queues in librdkafka as needed), handed out until it is settled.
+    pub(super) fn take_next(&self) -> Option<Result<Taken>> {
         let limit = self.config.max_buffered_per_partition.max(1);
         let mut guard = self.state();
         let state = &mut *guard;
@@ -94,25 +104,14 @@ impl Subscription {
             drop(guard);
             // Built here, outside the lock, on the thread that consumes (and later frees) it.
             let message = record.message(&self.topic, partition, offset);
-            let acknowledger = KafkaAcknowledger {
-                subscription: self.clone(),
+            return Some(Ok(Taken {
                 partition,
                 offset,
                 epoch,
                 record,
-            };
-            let origin = Origin {
-                system: "kafka",
-                partition: Some(partition),
-                offset: Some(offset),
-            };
-            return Some(Ok(Delivery::new(
-                self.topic.clone(),
-                message,
                 attempt,
-                Box::new(acknowledger),
-            )
-            .with_origin(origin)));
+                message,
+            }));
         }
         // Draining the queues may have turned up errors.
         state.errors.pop_front().map(Err)
