@@ -97,7 +97,8 @@ pub trait BackendFactory: Send + Sync {
 /// Every scenario name, in the order [`conformance_tests!`](crate::conformance_tests) runs them.
 pub const SCENARIOS: &[&str] = crate::conformance_tests!(@list names ());
 
-/// Generates one `#[tokio::test]` per scenario.
+/// Generates one `#[tokio::test]` per scenario, on the multi-threaded runtime (the calling crate
+/// needs tokio with the `macros` and `rt-multi-thread` features).
 ///
 /// `$factory` is an async expression yielding `Option<impl BackendFactory>` (`None` skips the
 /// scenario, e.g. when the broker is not running and services are not required); `$caps` is an

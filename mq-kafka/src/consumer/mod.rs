@@ -14,8 +14,8 @@
 //!   record in flight ([`partition`]: order per key);
 //! - settling a delivery ([`acknowledger`]) updates the partition's [`OffsetTracker`]; the driver
 //!   commits the contiguous acked prefix (plus the offsets acked above it, in the commit
-//!   metadata, and in the [ack log](ack_log) for brokers that drop it) every
-//!   [`KafkaConfig::commit_interval`], on revoke and on close;
+//!   metadata) every [`KafkaConfig::commit_interval`], on revoke and on close; on revoke and on
+//!   close it also writes the [ack log](ack_log), for brokers that drop the metadata;
 //! - a nacked or dropped delivery goes back into its partition's buffer and is handed out again,
 //!   without blocking other partitions or keys.
 //!
@@ -142,14 +142,15 @@ const LEAVE_WAIT: Duration = Duration::from_secs(5);
 
 /// The stream's next item, waiting for records, freed keys or the end of the subscription.
 async fn next_delivery(subscription: &Arc<Subscription>) -> Option<Result<Delivery>> {
-    let taken = |item: Result<_>| item.map(|taken| acknowledger::delivery(subscription, taken));
+    let to_delivery =
+        |item: Result<_>| item.map(|taken| acknowledger::delivery(subscription, taken));
     loop {
         if subscription.stop.is_cancelled() {
             return None;
         }
         // Fast path: something is ready.
         if let Some(item) = subscription.take_next() {
-            return Some(taken(item));
+            return Some(to_delivery(item));
         }
         // Register for wake-ups, then look again, so nothing between the look and the wait is
         // missed.
@@ -157,7 +158,7 @@ async fn next_delivery(subscription: &Arc<Subscription>) -> Option<Result<Delive
         tokio::pin!(notified);
         notified.as_mut().enable();
         if let Some(item) = subscription.take_next() {
-            return Some(taken(item));
+            return Some(to_delivery(item));
         }
         tokio::select! {
             () = notified => {}
@@ -210,6 +211,12 @@ impl Subscriber for KafkaSubscriber {
         *subscription.driver.lock() = Some(driver);
         {
             let mut subscriptions = inner.subscriptions.lock();
+            // Checked again under the lock: `close` cancels first and then takes the list, so a
+            // subscription is either in the list it joins or sees the cancel here.
+            if inner.closed.is_cancelled() {
+                subscription.stop.cancel();
+                return Err(Error::Closed("subscriber"));
+            }
             subscriptions.retain(|s| !s.stop.is_cancelled());
             subscriptions.push(subscription.clone());
         }
