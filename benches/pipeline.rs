@@ -66,15 +66,12 @@ impl Pipeline {
             .expect("the pipeline starts on the embedded defaults");
         let api = format!("http://{}", running.http_addr.unwrap());
         let client = reqwest::Client::new();
-        let user: Value = client
-            .post(format!("{api}/users"))
-            .json(&json!({"name": "Bench", "mobile": "+4915100000000", "latitude": 52.5, "longitude": 13.4}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let user = create(
+            &client,
+            &format!("{api}/users"),
+            &json!({"name": "Bench", "mobile": "+4915100000000", "latitude": 52.5, "longitude": 13.4}),
+        )
+        .await;
         Pipeline {
             client,
             api,
@@ -87,21 +84,14 @@ impl Pipeline {
     }
 
     async fn post_product(&self) -> i64 {
-        let response = self
-            .client
-            .post(format!("{}/products", self.api))
-            .json(&json!({
-                "user_id": self.user_id,
-                "product_name": "Lamp",
-                "product_description": "bright",
-                "product_images": [self.image_url],
-                "product_price": 19.99,
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), reqwest::StatusCode::CREATED);
-        let product: Value = response.json().await.unwrap();
+        let body = json!({
+            "user_id": self.user_id,
+            "product_name": "Lamp",
+            "product_description": "bright",
+            "product_images": [self.image_url],
+            "product_price": 19.99,
+        });
+        let product = create(&self.client, &format!("{}/products", self.api), &body).await;
         product["product_id"].as_i64().expect("a product id")
     }
 
@@ -133,6 +123,17 @@ impl Pipeline {
         let ids = futures::future::join_all((0..n).map(|_| self.post_product())).await;
         futures::future::join_all(ids.into_iter().map(|id| self.wait_done(id))).await;
     }
+}
+
+/// POSTs `body` to `url`, expects `201 Created` and returns the created resource.
+async fn create(client: &reqwest::Client, url: &str, body: &Value) -> Value {
+    let response = client.post(url).json(body).send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        reqwest::StatusCode::CREATED,
+        "POST {url}"
+    );
+    response.json().await.unwrap()
 }
 
 fn pipeline(c: &mut Criterion) {
