@@ -300,3 +300,31 @@ async fn healthy_broker_passes() {
     // DropsNacked only matters for nacks; a scenario without nacks passes.
     testkit::round_trip(&factory, &caps()).await;
 }
+
+/// `expect_nothing` waits out the whole quiet period: a delivery that comes after a (transient)
+/// stream error fails it too.
+#[tokio::test]
+async fn expect_nothing_sees_a_delivery_after_a_stream_error() {
+    let broker = MemoryBroker::new();
+    let subscriber = broker.subscriber();
+    let mut stream = subscriber.subscribe("t", "g").await.unwrap();
+    broker
+        .publisher()
+        .publish("t", Message::new("late"))
+        .await
+        .unwrap();
+    let delivery = stream.next().await.unwrap().unwrap();
+    let error = mq_core::Error::Unavailable {
+        message: "reconnecting".into(),
+        source: None,
+    };
+    let mut faulty: DeliveryStream = Box::pin(futures::stream::iter([Err(error), Ok(delivery)]));
+    let outcome = tokio::spawn(async move {
+        testkit::expect_nothing(&mut faulty, &caps(), "nothing should arrive").await
+    })
+    .await;
+    assert!(
+        outcome.is_err_and(|e| e.is_panic()),
+        "a delivery after a stream error went unnoticed"
+    );
+}
