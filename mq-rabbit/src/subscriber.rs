@@ -348,3 +348,31 @@ impl Subscription {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With nothing in flight, `close` has closed the connection when it returns: left to the
+    /// runtime's shutdown, lapin logs IO errors.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn close_closes_the_connection_before_it_returns() {
+        let Some(url) =
+            testsupport::service_var("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+        else {
+            return;
+        };
+        let config = RabbitConfig::new(url)
+            .with_exchange("test.mq-rabbit.close")
+            .with_queue_expires(Duration::from_secs(60));
+        let subscriber = RabbitSubscriber::connect(config).await.unwrap();
+        let topic = testsupport::unique_name("close");
+        drop(subscriber.subscribe(&topic, "g").await.unwrap());
+        let session = subscriber.link.session().unwrap();
+        subscriber.close().await.unwrap();
+        assert!(
+            !session.connected(),
+            "the connection is still open after close"
+        );
+    }
+}
