@@ -11,8 +11,9 @@ use crate::startup::StartupError;
 /// A connected publisher and subscriber.
 pub type Broker = (Arc<dyn Publisher>, Arc<dyn Subscriber>);
 
-/// Connects the configured broker and declares the workers' consumer group on the products topic
-/// ([`Subscriber::declare`]), so products announced before the first worker starts wait for it.
+/// Connects the configured broker and declares the workers' consumer group on the product event
+/// topics ([`Subscriber::declare`]), so events announced before the first worker starts wait for
+/// it.
 /// The in-memory broker is shared by the publisher and the subscriber of this process.
 pub async fn connect_broker(config: &Config) -> Result<Broker, StartupError> {
     let (publisher, subscriber): Broker = match config.broker {
@@ -35,9 +36,9 @@ pub async fn connect_broker(config: &Config) -> Result<Broker, StartupError> {
             })
         }
     };
-    subscriber
-        .declare(&config.products_topic(), &config.consumer_group)
-        .await?;
+    for topic in config.product_event_topics() {
+        subscriber.declare(&topic, &config.consumer_group).await?;
+    }
     Ok((publisher, subscriber))
 }
 

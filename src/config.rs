@@ -292,6 +292,25 @@ impl Config {
         )
     }
 
+    /// The topics the image workers consume: [`Config::topic_prefix`] + each of
+    /// `products.created`, `products.updated` and `products.deleted`.
+    pub fn product_event_topics(&self) -> Vec<String> {
+        mq_core::domain::PRODUCT_EVENT_TOPICS
+            .iter()
+            .map(|topic| format!("{}{topic}", self.topic_prefix))
+            .collect()
+    }
+
+    /// The topic final statuses are announced on: [`Config::topic_prefix`] +
+    /// `products.processed`.
+    pub fn processed_topic(&self) -> String {
+        format!(
+            "{}{}",
+            self.topic_prefix,
+            mq_core::domain::PRODUCTS_PROCESSED_TOPIC
+        )
+    }
+
     /// [`Config::http_request_timeout`] as a duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.http_request_timeout)

@@ -1,11 +1,30 @@
-//! The image consumer: the worker-runtime [`Handler`] for `products.created`.
+//! The image consumer: the worker-runtime [`Handler`] for the product events
+//! (`products.created`, `products.updated`, `products.deleted`).
 //!
-//! For each message it loads the product, marks it `processing`, fetches and compresses all its
-//! images concurrently, records keys, status and image errors in one statement, deletes what an
-//! earlier attempt stored and this result no longer references, and only then returns `Ok` (so
-//! the worker acks). It is idempotent: a product that already has a final status is skipped, and
-//! keys are deterministic, so a redelivered message overwrites the same objects and never
-//! duplicates array entries.
+//! Every event names a product and the version it announces, and the consumer acts on the row
+//! as it is, not on the event:
+//! - the row is gone (deleted): every stored object of the product is deleted;
+//! - the row is at another version: the event is stale (a later one is coming or came) and is
+//!   acked without work;
+//! - the row has a final status: nothing to do (a redelivery, or a change that kept the images);
+//! - otherwise it marks the product `processing`, fetches and compresses all its images
+//!   concurrently, and records keys, status and image errors, with the `products.processed`
+//!   event, only while the row is still at the version it read. Then it deletes what earlier
+//!   versions or attempts stored and this result no longer references, and only then returns
+//!   `Ok` (so the worker acks).
+//!
+//! So whatever order competing workers see the events in, and however often, the row ends with
+//! the latest version's result and the store with its objects only (none after a delete). A
+//! result refused because the version moved on (or the row went) is garbage: the worker deletes
+//! what no row references once the row is final or gone; while a newer version is still being
+//! processed it leaves that to the newer version's worker, which may reuse the same objects.
+//! Keys are deterministic (they hash the bytes), and the media store writes a key only when it is
+//! not there yet, so images whose bytes did not change are not written again.
+//!
+//! One window stays open: a cleanup that read the row just before a newer version started can
+//! delete an object that the newer version then finds present and reuses. It needs a change to
+//! land within the milliseconds between a cleanup's read and its deletes; reprocessing the
+//! product repairs it.
 //!
 //! Failure handling: an undecodable payload or a missing product is permanent (dead-lettered); a
 //! database outage is transient (retried). An image that fails permanently (404, not an image,
@@ -22,7 +41,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use mq_core::domain::{ImageError, ProcessingResult, ProductCreated, ProductRepo, RepoError};
+use mq_core::domain::{
+    ImageError, ProcessingResult, Product, ProductEvent, ProductRepo, Recorded, RepoError,
+};
 use mq_core::worker::{Attempt, Handler};
 use mq_core::{Error, Message};
 use tracing::{info, warn};
@@ -82,7 +103,9 @@ impl ImageProcessor for product_pipeline_imaging::Imaging {
     }
 }
 
-/// The `products.created` handler; see the [module docs](self).
+/// The product events' handler; see the [module docs](self). Clones share the repository and
+/// the image processor.
+#[derive(Clone)]
 pub struct ImageConsumer {
     products: Arc<dyn ProductRepo>,
     images: Arc<dyn ImageProcessor>,
@@ -107,20 +130,32 @@ fn repo_error(error: RepoError) -> Error {
 #[async_trait]
 impl Handler for ImageConsumer {
     async fn handle(&self, message: &Message, attempt: Attempt) -> mq_core::Result<()> {
-        let ProductCreated { product_id } = message.decode().map_err(|error| {
-            Error::permanent(format!("payload is not a products.created event: {error}"))
+        let event: ProductEvent = message.decode().map_err(|error| {
+            Error::permanent(format!("payload is not a product event: {error}"))
         })?;
-        let product = self
+        let product_id = event.product_id;
+        let Some(product) = self
             .products
-            .mark_processing(product_id)
+            .mark_processing(product_id, event.version)
             .await
             .map_err(repo_error)?
-            .ok_or_else(|| Error::permanent(format!("product {product_id} does not exist")))?;
+        else {
+            info!(product_id, "product deleted; deleting its media");
+            return self.purge(product_id).await;
+        };
+        if let Some(version) = event.version.filter(|&v| v != product.version) {
+            info!(
+                product_id,
+                event_version = version,
+                version = product.version,
+                "stale event; skipping"
+            );
+            return Ok(());
+        }
         if product.status.is_final() {
             info!(product_id, status = %product.status, "already processed; skipping");
             return Ok(());
         }
-
         if attempt.number() > attempt.max() {
             return Err(self.give_up_after_crashes(&product, attempt.number()).await);
         }
@@ -170,13 +205,26 @@ impl Handler for ImageConsumer {
             }
         }
         let result = ProcessingResult::new(compressed, errors);
-        self.products
-            .record_result(product_id, &result)
+        let recorded = self
+            .products
+            .record_result(product_id, product.version, &result)
             .await
             .map_err(repo_error)?;
-        info!(product_id, status = %result.status, "product processed");
-        self.delete_superseded(product_id, &result.compressed_product_images)
-            .await;
+        if recorded == Recorded::Superseded {
+            info!(
+                product_id,
+                version = product.version,
+                "the product changed while its images were processed; result discarded"
+            );
+            return self.discard_superseded(product_id).await;
+        }
+        info!(product_id, version = product.version, status = %result.status, "product processed");
+        self.delete_superseded(
+            product_id,
+            product.version,
+            &result.compressed_product_images,
+        )
+        .await;
         Ok(())
     }
 }
@@ -187,11 +235,7 @@ impl ImageConsumer {
     /// memory, say). Processing it again would likely kill this one too, and the next: records
     /// every image as failed with the reason, and returns the permanent error that dead-letters
     /// the message with it (or, when recording fails, that error, so the message is retried).
-    async fn give_up_after_crashes(
-        &self,
-        product: &mq_core::domain::Product,
-        attempt: u32,
-    ) -> Error {
+    async fn give_up_after_crashes(&self, product: &Product, attempt: u32) -> Error {
         let reason = format!(
             "not processed: delivered {attempt} times, and each earlier time the worker handling \
              it stopped before finishing (e.g. killed for lack of memory)"
@@ -209,37 +253,80 @@ impl ImageConsumer {
             .collect();
         match self
             .products
-            .record_result(product.product_id, &ProcessingResult::new(vec![], errors))
+            .record_result(
+                product.product_id,
+                product.version,
+                &ProcessingResult::new(vec![], errors),
+            )
             .await
         {
-            Ok(()) => Error::permanent(reason),
+            Ok(_) => Error::permanent(reason),
             Err(error) => repo_error(error),
         }
     }
 
-    /// Deletes what an earlier attempt stored with other bytes, now that the row names the new
-    /// keys. Only while the row still names exactly `keys`: if a concurrent attempt on the same
-    /// product recorded since, its keys are the live ones and its own cleanup runs. (An attempt
-    /// that records after this check can still find an object deleted; per-product versions
-    /// close that window.) A failure leaves garbage, not a missing object, so it is logged and
-    /// counted rather than retried: a retry would skip the finished product anyway.
-    async fn delete_superseded(&self, product_id: i64, keys: &[String]) {
-        match self.products.get_product(product_id).await {
-            Ok(Some(row)) if row.compressed_product_images == keys => {}
-            Ok(_) => {
-                info!(
-                    product_id,
-                    "recorded again meanwhile; leaving the cleanup to that attempt"
-                );
-                return;
+    /// Deletes every stored object of a product whose row is gone. A media store that fails is
+    /// a transient error: the message retries (and is dead-lettered after its attempts, to be
+    /// redriven once the store is back), because a deleted product must leave no files.
+    async fn purge(&self, product_id: i64) -> mq_core::Result<()> {
+        match self.images.retain(product_id, &[]).await {
+            Ok(0) => Ok(()),
+            Ok(deleted) => {
+                info!(product_id, deleted, "media of the deleted product deleted");
+                Ok(())
             }
+            Err(failure) => {
+                warn!(product_id, reason = %failure.reason, "could not delete the media of a deleted product; retrying");
+                Err(Error::transient(format!(
+                    "deleting the media of deleted product {product_id}: {}",
+                    failure.reason
+                )))
+            }
+        }
+    }
+
+    /// After a refused result: deletes the objects no row references, once nobody else will.
+    /// The row gone: everything goes. The row final (a newer version was recorded, perhaps
+    /// before this worker's objects were written, so its own cleanup missed them): what it does
+    /// not name goes. The row not final: the worker of its version is at work, may reuse these
+    /// very objects, and cleans up after it records.
+    async fn discard_superseded(&self, product_id: i64) -> mq_core::Result<()> {
+        match self.products.get_product(product_id).await {
+            Ok(None) => self.purge(product_id).await,
+            Ok(Some(row)) if row.status.is_final() => {
+                self.delete_unreferenced(product_id, &row.compressed_product_images)
+                    .await;
+                Ok(())
+            }
+            Ok(Some(_)) => Ok(()),
+            Err(error) => Err(repo_error(error)),
+        }
+    }
+
+    /// Deletes what an earlier version or attempt stored with other bytes, now that the row
+    /// names the new keys. Only while the row is still at `version` and names exactly `keys`: if
+    /// the product changed since, the newer version's worker cleans up after it. A failure
+    /// leaves garbage, not a missing object, so it is logged and counted rather than retried: a
+    /// retry would skip the finished product anyway.
+    async fn delete_superseded(&self, product_id: i64, version: i64, keys: &[String]) {
+        match self.products.get_product(product_id).await {
+            Ok(Some(row)) if row.version == version && row.compressed_product_images == keys => {
+                self.delete_unreferenced(product_id, keys).await
+            }
+            Ok(_) => info!(
+                product_id,
+                "the product changed meanwhile; leaving the cleanup to its newer version"
+            ),
             Err(error) => {
                 metrics::counter!("media_cleanup_failures_total").increment(1);
                 warn!(product_id, %error, "could not re-read the product; superseded media kept");
-                return;
             }
         }
-        match self.images.retain(product_id, keys).await {
+    }
+
+    /// Deletes the objects of `product_id` that `keep` does not name; logs and counts a failure.
+    async fn delete_unreferenced(&self, product_id: i64, keep: &[String]) {
+        match self.images.retain(product_id, keep).await {
             Ok(0) => {}
             Ok(deleted) => info!(product_id, deleted, "superseded media deleted"),
             Err(failure) => {
@@ -269,6 +356,7 @@ mod tests {
             compressed_product_images: vec![],
             status,
             image_errors: vec![],
+            version: 1,
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
         }
@@ -284,7 +372,11 @@ mod tests {
     }
 
     fn created(id: i64) -> Message {
-        Message::json(&ProductCreated { product_id: id }).unwrap()
+        Message::json(&ProductEvent {
+            product_id: id,
+            version: Some(1),
+        })
+        .unwrap()
     }
 
     fn images(fail_index: Option<(u32, bool)>) -> MockImageProcessor {
@@ -307,10 +399,11 @@ mod tests {
     async fn records_paths_in_order_and_errors() {
         let mut repo = MockProductRepo::new();
         repo.expect_mark_processing()
-            .returning(|_| Ok(Some(product(ProductStatus::Processing, 3))));
+            .returning(|_, _| Ok(Some(product(ProductStatus::Processing, 3))));
         repo.expect_record_result()
-            .withf(|id, result| {
-                *id == 9
+            .withf(|id, version, result| {
+                *version == 1
+                    && *id == 9
                     && result.status == ProductStatus::Partial
                     && result.compressed_product_images
                         == ["products/9/0-abc.jpg", "products/9/2-abc.jpg"]
@@ -318,7 +411,7 @@ mod tests {
                     && result.image_errors[0].index == 1
             })
             .times(1)
-            .returning(|_, _| Ok(()));
+            .returning(|_, _, _| Ok(Recorded::Applied));
         reads_back(&mut repo, &["products/9/0-abc.jpg", "products/9/2-abc.jpg"]);
         let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images(Some((1, false)))));
         consumer
@@ -334,17 +427,18 @@ mod tests {
     async fn a_message_that_keeps_killing_workers_is_given_up() {
         let mut repo = MockProductRepo::new();
         repo.expect_mark_processing()
-            .returning(|_| Ok(Some(product(ProductStatus::Processing, 2))));
+            .returning(|_, _| Ok(Some(product(ProductStatus::Processing, 2))));
         repo.expect_record_result()
-            .withf(|id, result| {
-                *id == 9
+            .withf(|id, version, result| {
+                *version == 1
+                    && *id == 9
                     && result.status == ProductStatus::Failed
                     && result.compressed_product_images.is_empty()
                     && result.image_errors.len() == 2
                     && result.image_errors[1].reason.contains("delivered 6 times")
             })
             .times(1)
-            .returning(|_, _| Ok(()));
+            .returning(|_, _, _| Ok(Recorded::Applied));
         let mut images = MockImageProcessor::new();
         images.expect_process().never();
         let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images));
@@ -363,12 +457,14 @@ mod tests {
         let recorded = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut repo = MockProductRepo::new();
         repo.expect_mark_processing()
-            .returning(|_| Ok(Some(product(ProductStatus::Processing, 2))));
+            .returning(|_, _| Ok(Some(product(ProductStatus::Processing, 2))));
         let flag = recorded.clone();
-        repo.expect_record_result().times(1).returning(move |_, _| {
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            Ok(())
-        });
+        repo.expect_record_result()
+            .times(1)
+            .returning(move |_, _, _| {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(Recorded::Applied)
+            });
         reads_back(&mut repo, &["products/9/0-new.jpg", "products/9/1-new.jpg"]);
         let mut images = MockImageProcessor::new();
         images
@@ -397,7 +493,7 @@ mod tests {
     async fn a_media_store_failure_is_never_recorded() {
         let mut repo = MockProductRepo::new();
         repo.expect_mark_processing()
-            .returning(|_| Ok(Some(product(ProductStatus::Processing, 2))));
+            .returning(|_, _| Ok(Some(product(ProductStatus::Processing, 2))));
         repo.expect_record_result().never();
         let mut images = MockImageProcessor::new();
         images
@@ -426,10 +522,10 @@ mod tests {
     fn one_new_image(row_keys: &'static [&'static str]) -> (MockProductRepo, MockImageProcessor) {
         let mut repo = MockProductRepo::new();
         repo.expect_mark_processing()
-            .returning(|_| Ok(Some(product(ProductStatus::Processing, 1))));
+            .returning(|_, _| Ok(Some(product(ProductStatus::Processing, 1))));
         repo.expect_record_result()
             .times(1)
-            .returning(|_, _| Ok(()));
+            .returning(|_, _, _| Ok(Recorded::Applied));
         reads_back(&mut repo, row_keys);
         let mut images = MockImageProcessor::new();
         images
@@ -473,7 +569,7 @@ mod tests {
     async fn a_finished_product_is_skipped() {
         let mut repo = MockProductRepo::new();
         repo.expect_mark_processing()
-            .returning(|_| Ok(Some(product(ProductStatus::Done, 2))));
+            .returning(|_, _| Ok(Some(product(ProductStatus::Done, 2))));
         repo.expect_record_result().never();
         let mut images = MockImageProcessor::new();
         images.expect_process().never();
@@ -488,14 +584,14 @@ mod tests {
     async fn transient_image_failures_retry_until_the_last_attempt() {
         let mut repo = MockProductRepo::new();
         repo.expect_mark_processing()
-            .returning(|_| Ok(Some(product(ProductStatus::Processing, 2))));
+            .returning(|_, _| Ok(Some(product(ProductStatus::Processing, 2))));
         repo.expect_record_result()
-            .withf(|_, result| {
+            .withf(|_, _, result| {
                 result.status == ProductStatus::Partial
                     && result.image_errors[0].reason == "HTTP 404 (gave up after 3 attempts)"
             })
             .times(1)
-            .returning(|_, _| Ok(()));
+            .returning(|_, _, _| Ok(Recorded::Applied));
         reads_back(&mut repo, &["products/9/1-abc.jpg"]);
         let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images(Some((0, true)))));
         let error = consumer
@@ -510,27 +606,132 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn bad_payloads_and_missing_products_are_permanent() {
-        let mut repo = MockProductRepo::new();
-        repo.expect_mark_processing().returning(|_| Ok(None));
-        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(MockImageProcessor::new()));
+    async fn a_bad_payload_is_permanent() {
+        let consumer = ImageConsumer::new(
+            Arc::new(MockProductRepo::new()),
+            Arc::new(MockImageProcessor::new()),
+        );
         assert!(!consumer
             .handle(&Message::new("garbage"), Attempt::new(1, 5))
             .await
             .unwrap_err()
             .is_transient());
-        assert!(!consumer
-            .handle(&created(404), Attempt::new(1, 5))
+    }
+
+    /// An event of a product that is gone deletes every object of it; a media store that fails
+    /// makes the message retry, since a deleted product must leave no files.
+    #[tokio::test]
+    async fn an_event_of_a_deleted_product_deletes_its_media() {
+        let mut repo = MockProductRepo::new();
+        repo.expect_mark_processing().returning(|_, _| Ok(None));
+        let mut images = MockImageProcessor::new();
+        images.expect_process().never();
+        let mut failing = true;
+        images
+            .expect_retain()
+            .withf(|id, keep| *id == 9 && keep.is_empty())
+            .times(2)
+            .returning(move |_, _| {
+                if std::mem::take(&mut failing) {
+                    Err(ImageFailure {
+                        transient: true,
+                        media_store: true,
+                        reason: "store down".into(),
+                    })
+                } else {
+                    Ok(2)
+                }
+            });
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images));
+        let error = consumer
+            .handle(&created(9), Attempt::new(1, 5))
             .await
-            .unwrap_err()
-            .is_transient());
+            .unwrap_err();
+        assert!(error.is_transient(), "{error}");
+        consumer
+            .handle(&created(9), Attempt::new(2, 5))
+            .await
+            .unwrap();
+    }
+
+    /// An event whose version is not the row's is acked without work.
+    #[tokio::test]
+    async fn a_stale_event_is_skipped() {
+        let mut repo = MockProductRepo::new();
+        repo.expect_mark_processing()
+            .withf(|id, version| *id == 9 && *version == Some(1))
+            .returning(|_, _| {
+                let mut row = product(ProductStatus::Pending, 1);
+                row.version = 2;
+                Ok(Some(row))
+            });
+        repo.expect_record_result().never();
+        let mut images = MockImageProcessor::new();
+        images.expect_process().never();
+        images.expect_retain().never();
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images));
+        consumer
+            .handle(&created(9), Attempt::new(1, 5))
+            .await
+            .unwrap();
+    }
+
+    /// A result refused because the product changed meanwhile: while the newer version is
+    /// pending nothing is deleted (its worker may reuse the objects); once the row is final,
+    /// what it does not name is deleted; once it is gone, everything is.
+    #[tokio::test]
+    async fn a_superseded_result_is_cleaned_up_only_when_safe() {
+        for (row, keep) in [
+            (Some((ProductStatus::Pending, None)), None),
+            (
+                Some((ProductStatus::Done, Some("products/9/0-newer.jpg"))),
+                Some(vec!["products/9/0-newer.jpg".to_owned()]),
+            ),
+            (None, Some(vec![])),
+        ] {
+            let mut repo = MockProductRepo::new();
+            repo.expect_mark_processing()
+                .returning(|_, _| Ok(Some(product(ProductStatus::Processing, 1))));
+            repo.expect_record_result()
+                .times(1)
+                .returning(|_, _, _| Ok(Recorded::Superseded));
+            repo.expect_get_product().returning(move |_| {
+                Ok(row.map(|(status, key)| {
+                    let mut row = product(status, 1);
+                    row.version = 2;
+                    row.compressed_product_images = key.into_iter().map(Into::into).collect();
+                    row
+                }))
+            });
+            let mut images = MockImageProcessor::new();
+            images
+                .expect_process()
+                .returning(|id, index, _| Ok(format!("products/{id}/{index}-new.jpg")));
+            match keep.clone() {
+                None => {
+                    images.expect_retain().never();
+                }
+                Some(keep) => {
+                    images
+                        .expect_retain()
+                        .withf(move |id, kept| *id == 9 && kept == keep.as_slice())
+                        .times(1)
+                        .returning(|_, _| Ok(1));
+                }
+            }
+            let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images));
+            consumer
+                .handle(&created(9), Attempt::new(1, 5))
+                .await
+                .unwrap();
+        }
     }
 
     #[tokio::test]
     async fn a_database_outage_is_transient() {
         let mut repo = MockProductRepo::new();
         repo.expect_mark_processing()
-            .returning(|_| Err(RepoError::Unavailable("connection refused".into())));
+            .returning(|_, _| Err(RepoError::Unavailable("connection refused".into())));
         let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(MockImageProcessor::new()));
         assert!(consumer
             .handle(&created(1), Attempt::new(1, 5))

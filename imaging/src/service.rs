@@ -178,12 +178,16 @@ impl Imaging {
         let key = image_key(product_id, index, &compressed.data, compressed.format);
         let bytes_out = compressed.data.len() as u64;
         let data = bytes::Bytes::from(std::mem::take(&mut compressed.data));
-        self.inner
+        // Keys hash the bytes: an image whose bytes did not change is already there, complete.
+        let written = self
+            .inner
             .store
-            .put(&key, data)
+            .put_once(&key, data)
             .instrument(tracing::info_span!("store image", key = %key, bytes = bytes_out))
             .await?;
-        metrics::counter!("image_bytes_out_total").increment(bytes_out);
+        if written {
+            metrics::counter!("image_bytes_out_total").increment(bytes_out);
+        }
         tracing::debug!(
             product_id,
             index,
@@ -192,6 +196,7 @@ impl Imaging {
             bytes_in,
             bytes_out,
             kept_source = compressed.kept_source,
+            written,
             "image stored"
         );
         Ok(StoredImage {

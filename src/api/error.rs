@@ -134,6 +134,14 @@ impl From<RepoError> for ApiError {
                 ),
             ),
             RepoError::NotFound { entity, id } => ApiError::not_found(format!("{entity} {id}")),
+            mismatch @ RepoError::VersionMismatch { .. } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                format!("If-Match does not hold: {mismatch}"),
+            ),
+            has_products @ RepoError::UserHasProducts(_) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", has_products.to_string())
+            }
             RepoError::Unavailable(reason) => {
                 tracing::warn!(%reason, "database unavailable");
                 ApiError::new(

@@ -30,11 +30,13 @@ pub mod idempotency;
 mod limits;
 mod media;
 mod openapi;
+mod product_changes;
 mod products;
 mod schema;
 mod trace;
 mod users;
 pub mod validate;
+mod versions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,10 +151,19 @@ impl Default for HttpLimits {
 /// writes.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
-        .route("/users", post(users::create))
-        .route("/users/{id}", get(users::get))
+        .route("/users", post(users::create).get(users::list))
+        .route(
+            "/users/{id}",
+            get(users::get).patch(users::update).delete(users::delete),
+        )
         .route("/products", post(products::create).get(products::list))
-        .route("/products/{id}", get(products::get))
+        .route(
+            "/products/{id}",
+            get(products::get)
+                .patch(product_changes::update)
+                .delete(product_changes::delete),
+        )
+        .route("/products/{id}/reprocess", post(product_changes::reprocess))
         .route("/openapi.json", get(openapi::serve))
         .route("/media/{*key}", get(media::serve));
     let api = limits::shed_load(api, state.limits.max_in_flight);
@@ -221,13 +232,18 @@ fn created<T: Serialize>(outcome: Created<T>, location: impl FnOnce(&T) -> Strin
         Json(row),
     )
         .into_response();
+    mark_replayed(&mut response, replayed);
+    response
+}
+
+/// Sets `Idempotent-Replayed: true` on the response to a replayed idempotent request.
+fn mark_replayed(response: &mut Response, replayed: bool) {
     if replayed {
         response.headers_mut().insert(
             idempotency::IDEMPOTENT_REPLAYED,
             header::HeaderValue::from_static("true"),
         );
     }
-    response
 }
 
 /// Parses a path id; anything but a positive integer is a 400.

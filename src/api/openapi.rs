@@ -14,7 +14,7 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi};
 
-use super::{health, http_metrics, products, schema, users};
+use super::{health, http_metrics, product_changes, products, schema, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,9 +25,15 @@ use super::{health, http_metrics, products, schema, users};
     paths(
         users::create,
         users::get,
+        users::list,
+        users::update,
+        users::delete,
         products::create,
         products::list,
         products::get,
+        product_changes::update,
+        product_changes::delete,
+        product_changes::reprocess,
         health::healthz,
         health::readyz,
         http_metrics::metrics,

@@ -1,4 +1,5 @@
-//! `POST /products`, `GET /products/{id}`, `GET /products`.
+//! `POST /products`, `GET /products/{id}`, `GET /products`; the changes are in
+//! [`super::product_changes`].
 
 use std::collections::HashMap;
 
@@ -11,8 +12,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{
-    created, idempotency, message_headers, parse_id, validate, ApiError, AppState, JsonObject,
-    MediaLinks,
+    created, idempotency, message_headers, parse_id, validate, versions, ApiError, AppState,
+    JsonObject, MediaLinks,
 };
 
 /// A product as the API shows it: the stored row plus where to fetch its compressed images.
@@ -27,7 +28,8 @@ pub struct ProductView {
 }
 
 impl ProductView {
-    fn new(product: Product, links: &MediaLinks) -> Self {
+    /// The view of `product`, with its image URLs under `links`.
+    pub(super) fn new(product: Product, links: &MediaLinks) -> Self {
         let compressed_product_image_urls = product
             .compressed_product_images
             .iter()
@@ -99,9 +101,15 @@ pub(super) async fn create(
     get,
     path = "/products/{id}",
     tag = "products",
-    params(("id" = i64, Path, description = "Product id", minimum = 1)),
+    params(
+        ("id" = i64, Path, description = "Product id", minimum = 1),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: 304 while it is current"),
+    ),
     responses(
-        (status = 200, description = "The product", body = ProductView),
+        (status = 200, description = "The product", body = ProductView,
+            headers(("ETag" = String, description = "Changes with the version and the status"))),
+        (status = 304, description = "`If-None-Match` names the current `ETag`",
+            headers(("ETag" = String, description = "The current tag"))),
         (status = 400, description = "The id is not a positive integer", body = super::schema::ErrorBody),
         (status = 404, description = "No such product", body = super::schema::ErrorBody),
         (status = 503, description = "Database unavailable; retry later", body = super::schema::ErrorBody),
@@ -110,12 +118,19 @@ pub(super) async fn create(
 pub(super) async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let id = parse_id(&id, "product")?;
-    match state.products.get_product(id).await? {
-        Some(product) => Ok(Json(ProductView::new(product, &state.media_links))),
-        None => Err(ApiError::not_found(format!("product {id}"))),
+    let product = state
+        .products
+        .get_product(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("product {id}")))?;
+    let tag = versions::etag_header(&product);
+    if versions::not_modified(&headers, &product) {
+        return Ok((axum::http::StatusCode::NOT_MODIFIED, tag).into_response());
     }
+    Ok((tag, Json(ProductView::new(product, &state.media_links))).into_response())
 }
 
 /// A page of products, filtered; follow `next` for the following page.

@@ -54,6 +54,67 @@ pub(super) struct NewProductRequest {
     product_price: String,
 }
 
+/// `PATCH /users/{id}`: at least one field; the rules of `POST /users`.
+#[derive(ToSchema)]
+#[schema(example = json!({"mobile": "+447700900124"}))]
+pub(super) struct UserPatchRequest {
+    /// Display name, not blank; no control characters.
+    #[schema(min_length = 1, max_length = 100)]
+    name: Option<String>,
+    /// 7 to 15 digits with an optional leading `+`; unique among users (409 otherwise).
+    #[schema(pattern = r"^\+?[0-9]{7,15}$")]
+    mobile: Option<String>,
+    /// Degrees north.
+    #[schema(minimum = -90, maximum = 90)]
+    latitude: Option<f64>,
+    /// Degrees east.
+    #[schema(minimum = -180, maximum = 180)]
+    longitude: Option<f64>,
+}
+
+/// `PATCH /products/{id}`: at least one field; the rules of `POST /products`. A product keeps
+/// its owner (`user_id` is a 422). Images that differ from the stored ones send the product
+/// back to `pending`.
+#[derive(ToSchema)]
+#[schema(example = json!({"product_price": 44.5}))]
+pub(super) struct ProductPatchRequest {
+    /// Not blank; no control characters.
+    #[schema(min_length = 1, max_length = 255)]
+    product_name: Option<String>,
+    /// `null` removes the description.
+    #[schema(max_length = 10000)]
+    product_description: Option<String>,
+    /// The source images.
+    #[schema(min_items = 1, max_items = 20)]
+    product_images: Option<Vec<ImageUrl>>,
+    /// At least 0, at most 9999999999.99, at most 2 decimals; a JSON number or a numeric string.
+    #[schema(value_type = Option<f64>, minimum = 0, maximum = 9999999999.99, multiple_of = 0.01)]
+    product_price: Option<String>,
+}
+
+/// The `If-Match` request header of the product writes.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub(super) struct IfMatchHeader {
+    /// The `ETag` of the product as the client last read it: the write happens only while the
+    /// product is at that version, else 412 (the status part of the tag is not compared).
+    /// `*` or absent: whatever the version.
+    #[param(rename = "If-Match")]
+    if_match: Option<String>,
+}
+
+/// Query of `GET /users`; results are ordered by `id`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ListUsersQuery {
+    /// Page size (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// The previous page's `next`.
+    #[param(minimum = 0)]
+    after: Option<i64>,
+}
+
 /// An `http` or `https` URL naming a host, at most 2048 characters, without control characters,
 /// whitespace or invisible characters (percent-encode them). Stored as sent; a Unicode host is
 /// fetched by its punycode name.
@@ -130,6 +191,23 @@ pub(super) enum CreateErrors {
     UnsupportedMediaType(ErrorBody),
     /// Invalid fields (all listed; for a product an unknown `user_id` too), or an
     /// Idempotency-Key reused for a different body.
+    #[response(status = 422)]
+    Unprocessable(ErrorBody),
+    /// Database unavailable; retry later.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// The error answers of the writes without a body (`DELETE`, `reprocess`).
+#[derive(IntoResponses)]
+pub(super) enum ChangeErrors {
+    /// The id is not a positive integer, or a malformed Idempotency-Key.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// `API_TOKEN` is set and the bearer token is missing or wrong.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// An Idempotency-Key reused for a different request.
     #[response(status = 422)]
     Unprocessable(ErrorBody),
     /// Database unavailable; retry later.

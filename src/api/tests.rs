@@ -110,6 +110,7 @@ fn product(id: i64) -> mq_core::domain::Product {
         compressed_product_images: vec![],
         status: mq_core::domain::ProductStatus::Pending,
         image_errors: vec![],
+        version: 1,
         created_at: now,
         updated_at: now,
     }

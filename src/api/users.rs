@@ -1,7 +1,9 @@
-//! `POST /users`, `GET /users/{id}`.
+//! `POST /users`, `GET /users/{id}`, `GET /users`, `PATCH /users/{id}`, `DELETE /users/{id}`.
 
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mq_core::domain::Created;
@@ -67,4 +69,72 @@ pub(super) async fn get(
         Some(user) => Ok(Json(user)),
         None => Err(ApiError::not_found(format!("user {id}"))),
     }
+}
+
+/// A page of users, ordered by id; follow `next` for the following page.
+#[utoipa::path(
+    get,
+    path = "/users",
+    tag = "users",
+    params(super::schema::ListUsersQuery),
+    responses(
+        (status = 200, description = "One page", body = mq_core::domain::Page<mq_core::domain::User>),
+        (status = 422, description = "Invalid query parameters (all listed)", body = super::schema::ErrorBody),
+        (status = 503, description = "Database unavailable; retry later", body = super::schema::ErrorBody),
+    ),
+)]
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let filter = validate::user_filter(&query)?;
+    Ok(Json(state.users.list_users(&filter).await?))
+}
+
+/// Changes any of a user's name, mobile, latitude and longitude.
+#[utoipa::path(
+    patch,
+    path = "/users/{id}",
+    tag = "users",
+    request_body = super::schema::UserPatchRequest,
+    params(("id" = i64, Path, description = "User id", minimum = 1)),
+    responses(
+        (status = 200, description = "The user as changed", body = mq_core::domain::User),
+        (status = 404, description = "No such user", body = super::schema::ErrorBody),
+        (status = 409, description = "The mobile number is taken", body = super::schema::ErrorBody),
+        super::schema::CreateErrors,
+    ),
+    security((), ("bearer" = [])),
+)]
+pub(super) async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id, "user")?;
+    let patch = validate::user_patch(&body)?;
+    Ok(Json(state.users.update_user(id, patch).await?))
+}
+
+/// Deletes a user who has no products.
+#[utoipa::path(
+    delete,
+    path = "/users/{id}",
+    tag = "users",
+    params(("id" = i64, Path, description = "User id", minimum = 1)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such user", body = super::schema::ErrorBody),
+        (status = 409, description = "The user still has products", body = super::schema::ErrorBody),
+        super::schema::ChangeErrors,
+    ),
+    security((), ("bearer" = [])),
+)]
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id, "user")?;
+    state.users.delete_user(id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -130,7 +130,8 @@ impl Starting {
     }
 }
 
-/// Starts the image worker on `subscriber`; it cancels `shutdown` if it stops with an error.
+/// Starts the image workers on `subscriber`, one per product event topic, sharing one consumer
+/// (and so one memory bound and CPU pool); each cancels `shutdown` if it stops with an error.
 fn spawn_worker(
     config: &Config,
     store: product_pipeline_store::Store,
@@ -142,26 +143,28 @@ fn spawn_worker(
     let images = product_pipeline_imaging::Imaging::new(parts::imaging_config(config), media)
         .map_err(parts::imaging_error)?;
     let consumer = ImageConsumer::new(Arc::new(store), Arc::new(images));
-    let worker = Worker::new(
-        subscriber,
-        config.products_topic(),
-        &config.consumer_group,
-        consumer,
-    )
-    .with_config(WorkerConfig {
-        concurrency: config.worker_concurrency as usize,
-        max_attempts: config.worker_max_attempts,
-        shutdown_timeout: config.shutdown_grace(),
-        ..WorkerConfig::default()
-    });
-    let stop = shutdown.clone();
-    tasks.spawn(async move {
-        info!("image worker running");
-        if let Err(error) = worker.run(stop.clone()).await {
-            warn!(%error, "the image worker stopped with an error");
-            stop.cancel();
-        }
-    });
+    for topic in config.product_event_topics() {
+        let worker = Worker::new(
+            subscriber.clone(),
+            topic.clone(),
+            &config.consumer_group,
+            consumer.clone(),
+        )
+        .with_config(WorkerConfig {
+            concurrency: config.worker_concurrency as usize,
+            max_attempts: config.worker_max_attempts,
+            shutdown_timeout: config.shutdown_grace(),
+            ..WorkerConfig::default()
+        });
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            info!(%topic, "image worker running");
+            if let Err(error) = worker.run(stop.clone()).await {
+                warn!(%topic, %error, "an image worker stopped with an error");
+                stop.cancel();
+            }
+        });
+    }
     Ok(())
 }
 

@@ -50,7 +50,11 @@ fn sqlx_kind(err: &sqlx::Error) -> Kind {
         sqlx::Error::Database(db) => {
             if db.is_unique_violation() {
                 Kind::Unique
-            } else if db.is_foreign_key_violation() {
+            } else if db.is_foreign_key_violation()
+                // SQLite reports an `ON DELETE RESTRICT` refusal as SQLITE_CONSTRAINT_TRIGGER
+                // (1811), which sqlx does not count as a foreign-key violation.
+                || db.message().starts_with("FOREIGN KEY constraint failed")
+            {
                 Kind::ForeignKey
             } else if is_unavailable(db.as_ref()) {
                 Kind::Unavailable

@@ -1,6 +1,7 @@
 //! The repository suite, run on SQLite (temp file) and PostgreSQL (`DATABASE_URL`, one fresh
 //! schema per test).
 
+#[macro_use]
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -10,15 +11,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+use common::fixtures::{dec, new_product, new_user, user};
 use common::{Backend, TestCtx};
 use mq_core::domain::{
     Created, IdempotencyKey, ImageError, NewProduct, NewUser, OutboxBacklog, OutboxRepo,
-    ProcessingResult, Product, ProductFilter, ProductRepo, ProductStatus, RepoError, User,
-    UserRepo, PRODUCTS_CREATED_TOPIC,
+    ProcessingResult, Product, ProductChange, ProductFilter, ProductRepo, ProductStatus, Recorded,
+    RepoError, User, UserRepo, PRODUCTS_CREATED_TOPIC,
 };
 use product_pipeline_store::entities::{idempotency_key, outbox, product, user};
 use product_pipeline_store::{Store, StoreOptions};
-use rust_decimal::Decimal;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
@@ -27,33 +28,6 @@ use sea_orm::{
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-fn dec(s: &str) -> Decimal {
-    s.parse().unwrap()
-}
-
-fn new_user(mobile: &str) -> NewUser {
-    NewUser {
-        name: "Zoë 李雷 🚀".into(),
-        mobile: mobile.into(),
-        latitude: -89.123456,
-        longitude: 179.654321,
-    }
-}
-
-fn new_product(user_id: i64, name: &str, price: &str) -> NewProduct {
-    NewProduct {
-        user_id,
-        product_name: name.into(),
-        product_description: Some("a description".into()),
-        product_images: vec!["https://example.com/a.jpg".into()],
-        product_price: dec(price),
-    }
-}
-
-async fn user(store: &Store, mobile: &str) -> i64 {
-    store.create_user(new_user(mobile)).await.unwrap().id
-}
 
 async fn rows<E>(store: &Store) -> u64
 where
@@ -187,27 +161,6 @@ async fn relay(store: Store, batch: u32, sent: Arc<Mutex<Vec<i64>>>) {
 
 // ---------------------------------------------------------------------------------------------
 // the suite
-
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    crate::common::run(crate::common::Backend::Sqlite, crate::$name).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    crate::common::run(crate::common::Backend::Postgres, crate::$name).await;
-                }
-            )*
-        }
-    };
-}
 
 suite!(
     user_round_trip,
@@ -378,7 +331,7 @@ async fn create_product_writes_its_outbox_row(ctx: TestCtx) {
         assert_eq!(message.key, Some(product.product_id.to_string()));
         assert_eq!(
             message.payload,
-            serde_json::json!({ "product_id": product.product_id })
+            serde_json::json!({ "product_id": product.product_id, "version": 1 })
         );
         assert_eq!(message.headers["traceparent"], "00-abc-def-01");
         assert!(message.headers.contains_key("message-id"));
@@ -391,7 +344,10 @@ async fn create_product_writes_its_outbox_row(ctx: TestCtx) {
     );
     let broker_message = claimed[0].to_message();
     let payload: serde_json::Value = serde_json::from_slice(broker_message.payload()).unwrap();
-    assert_eq!(payload, serde_json::json!({ "product_id": a.product_id }));
+    assert_eq!(
+        payload,
+        serde_json::json!({ "product_id": a.product_id, "version": 1 })
+    );
 }
 
 async fn unknown_user_leaves_nothing_behind(ctx: TestCtx) {
@@ -461,12 +417,12 @@ async fn processing_and_idempotent_results(ctx: TestCtx) {
     let created = store.create_product(new, BTreeMap::new()).await.unwrap();
     let id = created.product_id;
 
-    assert_eq!(store.mark_processing(id + 1000).await.unwrap(), None);
-    let processing = store.mark_processing(id).await.unwrap().unwrap();
+    assert_eq!(store.mark_processing(id + 1000, None).await.unwrap(), None);
+    let processing = store.mark_processing(id, None).await.unwrap().unwrap();
     assert_eq!(processing.status, ProductStatus::Processing);
     assert!(processing.updated_at >= created.updated_at);
     // Again (a redelivery while processing): still processing.
-    let again = store.mark_processing(id).await.unwrap().unwrap();
+    let again = store.mark_processing(id, None).await.unwrap().unwrap();
     assert_eq!(again.status, ProductStatus::Processing);
 
     let partial = ProcessingResult::new(
@@ -478,7 +434,10 @@ async fn processing_and_idempotent_results(ctx: TestCtx) {
         }],
     );
     assert_eq!(partial.status, ProductStatus::Partial);
-    store.record_result(id, &partial).await.unwrap();
+    assert_eq!(
+        store.record_result(id, 1, &partial).await.unwrap(),
+        Recorded::Applied
+    );
     let recorded = store.get_product(id).await.unwrap().unwrap();
     assert_eq!(recorded.status, ProductStatus::Partial);
     assert_eq!(
@@ -491,14 +450,18 @@ async fn processing_and_idempotent_results(ctx: TestCtx) {
 
     // The same result again changes nothing, not even updated_at.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    store.record_result(id, &partial).await.unwrap();
+    assert_eq!(
+        store.record_result(id, 1, &partial).await.unwrap(),
+        Recorded::Unchanged
+    );
     assert_eq!(store.get_product(id).await.unwrap().unwrap(), recorded);
 
     // A final product is not taken back to processing.
-    let unchanged = store.mark_processing(id).await.unwrap().unwrap();
+    let unchanged = store.mark_processing(id, None).await.unwrap().unwrap();
     assert_eq!(unchanged, recorded);
 
-    // A different result is recorded.
+    // A different result for the same version is refused: a version's first result is its
+    // result. After a reprocess (a new version) it is recorded.
     let done = ProcessingResult::new(
         vec![
             format!("products/{id}/0-abcd.jpg"),
@@ -506,20 +469,31 @@ async fn processing_and_idempotent_results(ctx: TestCtx) {
         ],
         vec![],
     );
-    store.record_result(id, &done).await.unwrap();
+    assert_eq!(
+        store.record_result(id, 1, &done).await.unwrap(),
+        Recorded::Superseded
+    );
+    assert_eq!(store.get_product(id).await.unwrap().unwrap(), recorded);
+    let reprocessed = store
+        .change_product(id, ProductChange::Reprocess, None, BTreeMap::new(), None)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reprocessed.version, 2);
+    assert_eq!(reprocessed.status, ProductStatus::Pending);
+    assert_eq!(
+        store.record_result(id, 2, &done).await.unwrap(),
+        Recorded::Applied
+    );
     let finished = store.get_product(id).await.unwrap().unwrap();
     assert_eq!(finished.status, ProductStatus::Done);
     assert_eq!(finished.compressed_product_images.len(), 2);
     assert!(finished.image_errors.is_empty());
     assert!(finished.updated_at > recorded.updated_at);
 
-    let err = store.record_result(id + 1000, &done).await.unwrap_err();
     assert_eq!(
-        err,
-        RepoError::NotFound {
-            entity: "product",
-            id: id + 1000
-        }
+        store.record_result(id + 1000, 1, &done).await.unwrap(),
+        Recorded::Superseded
     );
 }
 
@@ -1093,9 +1067,9 @@ async fn idempotent_product_replays_its_snapshot(ctx: TestCtx) {
 
     // The product moves on; a replay is still the first response.
     let id = created.product_id;
-    store.mark_processing(id).await.unwrap();
+    store.mark_processing(id, None).await.unwrap();
     let result = ProcessingResult::new(vec![format!("products/{id}/0-abc.jpg")], Vec::new());
-    store.record_result(id, &result).await.unwrap();
+    store.record_result(id, 1, &result).await.unwrap();
     let now = store.get_product(id).await.unwrap().unwrap();
     assert_eq!(now.status, ProductStatus::Done);
     let again = store
@@ -1112,8 +1086,8 @@ async fn idempotent_product_replays_its_snapshot(ctx: TestCtx) {
     assert_eq!(product_rows(&store).await, 1);
     assert_eq!(
         outbox_rows(&store).await,
-        1,
-        "a replay writes no outbox row"
+        2,
+        "a replay writes no outbox row (the two: created, and processed when it was recorded)"
     );
 
     // The same key for another request.
@@ -1127,7 +1101,7 @@ async fn idempotent_product_replays_its_snapshot(ctx: TestCtx) {
         .unwrap_err();
     assert_eq!(err, RepoError::IdempotencyKeyReused("product-key".into()));
     assert_eq!(product_rows(&store).await, 1);
-    assert_eq!(outbox_rows(&store).await, 1);
+    assert_eq!(outbox_rows(&store).await, 2);
     assert_eq!(key_rows(&store).await, 1);
 
     // Prices keep their two decimals through the snapshot's JSON number.
@@ -1380,12 +1354,12 @@ async fn count_by_status_lists_every_status(ctx: TestCtx) {
     let done = ProcessingResult::new(vec!["a.jpg".into()], Vec::new());
     let partial = ProcessingResult::new(vec!["a.jpg".into()], vec![error.clone()]);
     let failed = ProcessingResult::new(Vec::new(), vec![error]);
-    store.mark_processing(ids[0]).await.unwrap();
-    store.mark_processing(ids[1]).await.unwrap();
-    store.record_result(ids[2], &done).await.unwrap();
-    store.record_result(ids[3], &done).await.unwrap();
-    store.record_result(ids[4], &done).await.unwrap();
-    store.record_result(ids[5], &partial).await.unwrap();
+    store.mark_processing(ids[0], None).await.unwrap();
+    store.mark_processing(ids[1], None).await.unwrap();
+    store.record_result(ids[2], 1, &done).await.unwrap();
+    store.record_result(ids[3], 1, &done).await.unwrap();
+    store.record_result(ids[4], 1, &done).await.unwrap();
+    store.record_result(ids[5], 1, &partial).await.unwrap();
     assert_eq!(
         store.count_by_status().await.unwrap(),
         [
@@ -1396,7 +1370,7 @@ async fn count_by_status_lists_every_status(ctx: TestCtx) {
             (ProductStatus::Failed, 0),
         ]
     );
-    store.record_result(ids[6], &failed).await.unwrap();
+    store.record_result(ids[6], 1, &failed).await.unwrap();
     let counts = store.count_by_status().await.unwrap();
     assert_eq!(counts[0], (ProductStatus::Pending, 0));
     assert_eq!(counts[4], (ProductStatus::Failed, 1));

@@ -48,7 +48,7 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{
-    Attribute, Attributes, GetOptions, GetResult, ObjectMeta, ObjectStore, ObjectStoreExt,
+    Attribute, Attributes, GetOptions, GetResult, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
     PutOptions, PutPayload,
 };
 
@@ -158,9 +158,23 @@ impl MediaStore {
     /// Stores `data` under `key`, replacing what was there. Returns once the object is
     /// complete and durable; readers never see a partial object.
     pub async fn put(&self, key: &str, data: Bytes) -> Result<(), MediaError> {
+        self.write(key, data, PutMode::Overwrite).await.map(drop)
+    }
+
+    /// Stores `data` under `key` unless an object is there already, and says whether it wrote.
+    /// For keys that name their content ([`image_key`] hashes the bytes) the object there holds
+    /// these bytes, so an image processed again is not written again. The check and the write
+    /// are one conditional request where the store has them (`If-None-Match: *` on S3 and GCS, a
+    /// no-clobber rename on local disk).
+    pub async fn put_once(&self, key: &str, data: Bytes) -> Result<bool, MediaError> {
+        self.write(key, data, PutMode::Create).await
+    }
+
+    /// Writes `data` under `key` in `mode`; `false` when `PutMode::Create` found the key taken.
+    async fn write(&self, key: &str, data: Bytes, mode: PutMode) -> Result<bool, MediaError> {
         let started = Instant::now();
         let path = Path::parse(key).map_err(|e| self.error(key, e.into()))?;
-        let mut options = PutOptions::default();
+        let mut options = PutOptions::from(mode.clone());
         if self.local_dir.is_none() {
             // Served as they are by a bucket or CDN (`MEDIA_PUBLIC_URL`); a local directory
             // cannot keep attributes, and the API sets these headers itself.
@@ -170,16 +184,20 @@ impl MediaStore {
             ]);
         }
         let payload = PutPayload::from_bytes(data);
-        match self.store.put_opts(&path, payload.clone(), options).await {
-            Ok(_) => {}
+        let written = match self.store.put_opts(&path, payload.clone(), options).await {
+            Ok(_) => Ok(()),
             // A store that keeps no attributes (a `LocalFileSystem` given to
             // `from_object_store`): the API sets those headers itself.
-            Err(object_store::Error::NotImplemented { .. }) => {
-                self.store
-                    .put(&path, payload)
-                    .await
-                    .map_err(|e| self.error(key, e))?;
-            }
+            Err(object_store::Error::NotImplemented { .. }) => self
+                .store
+                .put_opts(&path, payload, PutOptions::from(mode))
+                .await
+                .map(drop),
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok(()) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
             Err(e) => return Err(self.error(key, e)),
         }
         if let Some(dir) = &self.local_dir {
@@ -188,7 +206,7 @@ impl MediaStore {
                 .map_err(|e| self.error(key, e))?;
         }
         metrics::histogram!("media_put_duration_seconds").record(started.elapsed());
-        Ok(())
+        Ok(true)
     }
 
     /// Reads an object (or part of it, with [`GetOptions::range`]); the result streams.

@@ -26,6 +26,7 @@ pub async fn all(media: &MediaStore) {
     check_answers(media).await;
     put_then_get(media).await;
     overwrite_same_key(media).await;
+    put_once_keeps_what_is_there(media).await;
     delete_is_idempotent(media).await;
     list_only_the_products_keys(media).await;
     missing_key_is_not_found(media).await;
@@ -82,6 +83,28 @@ pub async fn overwrite_same_key(media: &MediaStore) {
         .unwrap();
     assert_eq!(read(media, &key).await.unwrap(), "second, longer");
     assert_eq!(media.list_product(id).await.unwrap(), vec![key]);
+    media.retain_product(id, &[]).await.unwrap();
+}
+
+/// [`MediaStore::put_once`] writes a key that is not there, and leaves one that is.
+pub async fn put_once_keeps_what_is_there(media: &MediaStore) {
+    let id = unique_product_id();
+    let key = image_key(id, 0, b"first", OutputFormat::Jpeg);
+    assert!(
+        media
+            .put_once(&key, Bytes::from_static(b"first"))
+            .await
+            .unwrap(),
+        "{media}: {key}"
+    );
+    assert!(
+        !media
+            .put_once(&key, Bytes::from_static(b"second"))
+            .await
+            .unwrap(),
+        "{media}: {key} was written again"
+    );
+    assert_eq!(read(media, &key).await.unwrap(), "first", "{media}: {key}");
     media.retain_product(id, &[]).await.unwrap();
 }
 

@@ -9,13 +9,16 @@ mod repo;
 mod user;
 
 pub use idempotency::{Created, IdempotencyKey};
-pub use outbox::{NewOutboxMessage, OutboxBacklog, OutboxMessage, PRODUCTS_CREATED_TOPIC};
+pub use outbox::{
+    NewOutboxMessage, OutboxBacklog, OutboxMessage, PRODUCTS_CREATED_TOPIC, PRODUCTS_DELETED_TOPIC,
+    PRODUCTS_PROCESSED_TOPIC, PRODUCTS_UPDATED_TOPIC, PRODUCT_EVENT_TOPICS,
+};
 pub use product::{
-    ImageError, NewProduct, Page, ProcessingResult, Product, ProductCreated, ProductFilter,
-    ProductStatus,
+    ImageError, NewProduct, Page, ProcessingResult, Product, ProductChange, ProductCreated,
+    ProductEvent, ProductFilter, ProductPatch, ProductProcessed, ProductStatus, Recorded,
 };
 pub use repo::{OutboxRepo, ProductRepo, RepoError, UserRepo};
-pub use user::{NewUser, User};
+pub use user::{NewUser, User, UserFilter, UserPatch};
 
 /// The types of the domain's public fields, re-exported so that code building or reading them
 /// needs no `rust_decimal` or `chrono` dependency of its own, nor one whose version must match.

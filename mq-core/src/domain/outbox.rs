@@ -8,6 +8,23 @@ use crate::Message;
 /// The topic new products are announced on.
 pub const PRODUCTS_CREATED_TOPIC: &str = "products.created";
 
+/// The topic changed (and reprocessed) products are announced on.
+pub const PRODUCTS_UPDATED_TOPIC: &str = "products.updated";
+
+/// The topic deleted products are announced on.
+pub const PRODUCTS_DELETED_TOPIC: &str = "products.deleted";
+
+/// The topics the image consumer takes [`ProductEvent`](super::ProductEvent)s from.
+pub const PRODUCT_EVENT_TOPICS: [&str; 3] = [
+    PRODUCTS_CREATED_TOPIC,
+    PRODUCTS_UPDATED_TOPIC,
+    PRODUCTS_DELETED_TOPIC,
+];
+
+/// The topic on which the image consumer announces a product's final status
+/// ([`ProductProcessed`](super::ProductProcessed)), for downstream subscribers.
+pub const PRODUCTS_PROCESSED_TOPIC: &str = "products.processed";
+
 /// A message to write to the outbox in the same transaction as the row it announces.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewOutboxMessage {

@@ -90,7 +90,7 @@ pub struct ImageError {
     "product_images": ["https://images.example.com/lamp-front.jpg", "https://images.example.com/missing.jpg"],
     "product_price": 49.9,
     "compressed_product_images": ["products/42/0-3f2a9c0d4e5b6a71.jpg"],
-    "status": "partial",
+    "status": "partial", "version": 1,
     "image_errors": [{"index": 1, "url": "https://images.example.com/missing.jpg", "reason": "the image server answered 404 Not Found; check the image URL"}],
     "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:02Z"
 })))]
@@ -115,6 +115,9 @@ pub struct Product {
     pub status: ProductStatus,
     /// The images that failed, when `status` is `partial` or `failed`.
     pub image_errors: Vec<ImageError>,
+    /// 1 on create, +1 per change (update, reprocess). Every event about the product carries
+    /// the version it announces; the API's `ETag` is derived from it.
+    pub version: i64,
     /// When the row was inserted (UTC).
     pub created_at: DateTime<Utc>,
     /// When the row last changed (UTC).
@@ -137,11 +140,76 @@ pub struct NewProduct {
     pub product_price: Decimal,
 }
 
-/// The payload of a `products.created` message.
+/// A change to a product's fields: `None` leaves a field as it is. Validated like
+/// [`NewProduct`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProductPatch {
+    /// A new [`Product::product_name`].
+    pub product_name: Option<String>,
+    /// A new [`Product::product_description`]; `Some(None)` removes it.
+    pub product_description: Option<Option<String>>,
+    /// New [`Product::product_images`]. When they differ from the stored ones, the product goes
+    /// back to `pending` and its images are processed again.
+    pub product_images: Option<Vec<String>>,
+    /// A new [`Product::product_price`].
+    #[serde(default, with = "rust_decimal::serde::float_option")]
+    pub product_price: Option<Decimal>,
+}
+
+/// What a write to an existing product does, for
+/// [`ProductRepo::change_product`](super::ProductRepo::change_product).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ProductChange {
+    /// Changes fields; announced on `products.updated` when something changed.
+    Update(ProductPatch),
+    /// Processes the images again (status `pending`); announced on `products.updated`.
+    Reprocess,
+    /// Deletes the row; announced on `products.deleted`, whose consumer deletes the stored
+    /// images.
+    Delete,
+}
+
+/// The payload of `products.created`, `products.updated` and `products.deleted`: which product
+/// changed, and the version the change produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProductCreated {
-    /// The new product.
+pub struct ProductEvent {
+    /// The product.
     pub product_id: i64,
+    /// The version this event announces; absent in events written before versions existed,
+    /// which match whatever version the row has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+}
+
+/// The payload of `products.created` (the same as every product event).
+pub type ProductCreated = ProductEvent;
+
+/// The payload of `products.processed`, written when the image consumer records a final status:
+/// what downstream systems (search index, CDN, storefront cache) need to pick the images up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductProcessed {
+    /// The product.
+    pub product_id: i64,
+    /// The version whose images these are.
+    pub version: i64,
+    /// `done`, `partial` or `failed`.
+    pub status: ProductStatus,
+    /// The stored keys, as in [`Product::compressed_product_images`].
+    pub compressed_product_images: Vec<String>,
+    /// The images that failed.
+    pub image_errors: Vec<ImageError>,
+}
+
+/// What [`ProductRepo::record_result`](super::ProductRepo::record_result) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The result is the row's now, and `products.processed` was written with it.
+    Applied,
+    /// The row already held this result for this version; nothing was written.
+    Unchanged,
+    /// The row's version moved on, or the row was deleted, while the result was made: it was
+    /// not recorded. The objects it refers to may be garbage.
+    Superseded,
 }
 
 /// What the image consumer recorded for a product.

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::{
     Created, IdempotencyKey, NewProduct, NewUser, OutboxBacklog, OutboxMessage, Page,
-    ProcessingResult, Product, ProductFilter, ProductStatus, User,
+    ProcessingResult, Product, ProductChange, ProductFilter, ProductStatus, Recorded, User,
+    UserFilter, UserPatch,
 };
 
 /// Errors from the repositories, distinct where callers react differently.
@@ -21,6 +22,22 @@ pub enum RepoError {
     /// The idempotency key was already used for a different request. The API answers 422.
     #[error("idempotency key `{0}` was already used for a different request")]
     IdempotencyKeyReused(String),
+    /// The write was conditional on a version (`If-Match`) that is no longer the row's. The API
+    /// answers 412.
+    #[error("{entity} {id} is at version {current}, not {expected}; read it again and retry")]
+    VersionMismatch {
+        /// `"product"`.
+        entity: &'static str,
+        /// The row.
+        id: i64,
+        /// The version the caller expected.
+        expected: i64,
+        /// The row's version now.
+        current: i64,
+    },
+    /// The user still owns products, so it cannot be deleted. The API answers 409.
+    #[error("user {0} still has products; delete them first")]
+    UserHasProducts(i64),
     /// The row does not exist. The API answers 404.
     #[error("{entity} {id} not found")]
     NotFound {
@@ -87,6 +104,18 @@ pub trait UserRepo: Send + Sync {
 
     /// One user, `None` when missing.
     async fn get_user(&self, id: i64) -> Result<Option<User>, RepoError>;
+
+    /// A page of users, ordered by id.
+    async fn list_users(&self, filter: &UserFilter) -> Result<Page<User>, RepoError>;
+
+    /// Changes a user's fields and returns the user as stored. Fails with
+    /// [`RepoError::NotFound`], or [`RepoError::DuplicateMobile`] when another user has the new
+    /// mobile; nothing changes then.
+    async fn update_user(&self, id: i64, patch: UserPatch) -> Result<User, RepoError>;
+
+    /// Deletes a user. Fails with [`RepoError::UserHasProducts`] while it owns products, and with
+    /// [`RepoError::NotFound`] when missing.
+    async fn delete_user(&self, id: i64) -> Result<(), RepoError>;
 }
 
 /// Products, as the API and the image consumer need them.
@@ -147,19 +176,56 @@ pub trait ProductRepo: Send + Sync {
         key: &IdempotencyKey,
     ) -> Result<Created<Product>, RepoError>;
 
+    /// Updates, reprocesses or deletes product `id` and, in the same transaction, writes its
+    /// outbox row (`products.updated` or `products.deleted`, carrying the new version; `headers`
+    /// as for [`create_product`](Self::create_product)). Returns the product as stored after the
+    /// change (for a delete, as it was, with the version the delete announced).
+    ///
+    /// - `if_version`: only when the row is at this version, else [`RepoError::VersionMismatch`].
+    /// - Every change adds 1 to the version, except an update that changes no field, which
+    ///   writes nothing. Changing `product_images`, or reprocessing, sets status `pending`; the
+    ///   previous result stays on the row until the new one is recorded.
+    /// - `key`: at most once per unexpired key, as for
+    ///   [`create_product_idempotent`](Self::create_product_idempotent) (keys are shared with
+    ///   creates; the fingerprint tells the requests apart).
+    ///
+    /// Fails with [`RepoError::NotFound`] when the row is missing; nothing changes then.
+    async fn change_product(
+        &self,
+        id: i64,
+        change: ProductChange,
+        if_version: Option<i64>,
+        headers: BTreeMap<String, String>,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Created<Product>, RepoError>;
+
     /// One product, `None` when missing.
     async fn get_product(&self, id: i64) -> Result<Option<Product>, RepoError>;
 
     /// A page of products matching `filter`, ordered by id.
     async fn list_products(&self, filter: &ProductFilter) -> Result<Page<Product>, RepoError>;
 
-    /// Sets a `pending` (or previously `processing`) product to `processing` and returns it.
-    /// A product that already has a final status is returned unchanged; `None` when missing.
-    async fn mark_processing(&self, id: i64) -> Result<Option<Product>, RepoError>;
+    /// Sets a `pending` product to `processing` and returns it, when it is at `version` (any
+    /// version when `None`). A product at another version, already `processing`, or with a
+    /// final status is returned unchanged; `None` when missing.
+    async fn mark_processing(
+        &self,
+        id: i64,
+        version: Option<i64>,
+    ) -> Result<Option<Product>, RepoError>;
 
-    /// Records the consumer's result (paths, status and image errors) in one statement.
-    /// Recording the same result twice changes nothing.
-    async fn record_result(&self, id: i64, result: &ProcessingResult) -> Result<(), RepoError>;
+    /// Records the consumer's result for `version` of product `id` (paths, status and image
+    /// errors) and, in the same transaction, its `products.processed` outbox row, only while the
+    /// row is still at `version` without a final status: the first result of a version is its
+    /// result. Recording the same result again changes nothing and writes no second event
+    /// ([`Recorded::Unchanged`]); a row that moved to another version, was deleted or holds
+    /// another result gets [`Recorded::Superseded`].
+    async fn record_result(
+        &self,
+        id: i64,
+        version: i64,
+        result: &ProcessingResult,
+    ) -> Result<Recorded, RepoError>;
 
     /// How many products have each status; every status is listed, with 0 where none has it.
     async fn count_by_status(&self) -> Result<Vec<(ProductStatus, u64)>, RepoError>;

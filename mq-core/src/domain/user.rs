@@ -37,3 +37,25 @@ pub struct NewUser {
     /// See [`User::longitude`].
     pub longitude: f64,
 }
+
+/// A change to a user's fields: `None` leaves a field as it is. Validated like [`NewUser`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserPatch {
+    /// A new [`User::name`].
+    pub name: Option<String>,
+    /// A new [`User::mobile`]; it stays unique.
+    pub mobile: Option<String>,
+    /// A new [`User::latitude`].
+    pub latitude: Option<f64>,
+    /// A new [`User::longitude`].
+    pub longitude: Option<f64>,
+}
+
+/// Cursor for listing users. Results are ordered by `id` ascending.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserFilter {
+    /// Page size, 1..=100.
+    pub limit: u32,
+    /// Only users with an id greater than this (the previous page's `next`).
+    pub after: Option<i64>,
+}

@@ -3,107 +3,28 @@
 //! Validation collects every failing field instead of stopping at the first one, so a client
 //! sees all its mistakes in one 422.
 
-use std::collections::HashMap;
-
-use mq_core::domain::{NewProduct, NewUser, ProductFilter};
-use rust_decimal::Decimal;
+use mq_core::domain::{NewProduct, NewUser, ProductPatch, UserPatch};
 use serde_json::{Map, Value};
 
-use super::error::{ApiError, FieldError};
+use super::error::ApiError;
 
+mod fields;
 mod limits;
+mod query;
 mod rules;
 
+use fields::Fields;
 pub use limits::*;
+pub use query::{product_filter, user_filter};
 pub use rules::{check_controls, parse_price, Controls};
-use rules::{check_description, check_image_url, check_length, check_mobile, check_text};
-
-/// Collects field errors while reading a JSON object.
-struct Fields<'a> {
-    body: &'a Map<String, Value>,
-    errors: Vec<FieldError>,
-}
-
-impl<'a> Fields<'a> {
-    fn new(body: &'a Map<String, Value>) -> Self {
-        Self {
-            body,
-            errors: Vec::new(),
-        }
-    }
-
-    fn fail(&mut self, field: &str, message: impl Into<String>) {
-        self.errors.push(FieldError::new(field, message));
-    }
-
-    fn present(&mut self, field: &str) -> Option<&'a Value> {
-        match self.body.get(field) {
-            None | Some(Value::Null) => {
-                self.fail(field, "is required");
-                None
-            }
-            Some(value) => Some(value),
-        }
-    }
-
-    /// A required string of `1..=max` characters that is not only whitespace.
-    fn text(&mut self, field: &str, max: usize) -> Option<String> {
-        match self.present(field)? {
-            Value::String(text) => match check_text(text, max) {
-                Ok(()) => Some(text.clone()),
-                Err(message) => {
-                    self.fail(field, message);
-                    None
-                }
-            },
-            _ => {
-                self.fail(field, "must be a string");
-                None
-            }
-        }
-    }
-
-    /// A number in `min..=max`.
-    fn number_in(&mut self, field: &str, min: f64, max: f64) -> Option<f64> {
-        match self.present(field)?.as_f64() {
-            Some(n) if (min..=max).contains(&n) => Some(n),
-            Some(_) => {
-                self.fail(field, format!("must be between {min} and {max}"));
-                None
-            }
-            None => {
-                self.fail(field, "must be a number");
-                None
-            }
-        }
-    }
-
-    fn finish<T>(self, value: Option<T>) -> Result<T, ApiError> {
-        match value {
-            Some(value) if self.errors.is_empty() => Ok(value),
-            _ => Err(ApiError::validation(self.errors)),
-        }
-    }
-}
 
 /// Validates the body of `POST /users`.
 pub fn new_user(body: &Map<String, Value>) -> Result<NewUser, ApiError> {
     let mut fields = Fields::new(body);
     let name = fields.text("name", MAX_USER_NAME);
-    let mobile = match fields.present("mobile") {
-        Some(Value::String(mobile)) => match check_mobile(mobile) {
-            Ok(()) => Some(mobile.clone()),
-            Err(message) => {
-                fields.fail("mobile", message);
-                None
-            }
-        },
-        Some(_) => {
-            fields.fail("mobile", "must be a string of digits");
-            None
-        }
-        None => None,
-    };
+    let mobile = fields
+        .present("mobile")
+        .and_then(|value| fields.mobile_value(value));
     let latitude = fields.number_in("latitude", -90.0, 90.0);
     let longitude = fields.number_in("longitude", -180.0, 180.0);
     let user = (|| {
@@ -131,61 +52,13 @@ pub fn new_product(body: &Map<String, Value>) -> Result<NewProduct, ApiError> {
         None => None,
     };
     let product_name = fields.text("product_name", MAX_PRODUCT_NAME);
-    let product_description = match body.get("product_description") {
-        None | Some(Value::Null) => Some(None),
-        Some(Value::String(text)) => match check_description(text) {
-            Ok(()) => Some(Some(text.clone())),
-            Err(message) => {
-                fields.fail("product_description", message);
-                None
-            }
-        },
-        Some(_) => {
-            fields.fail("product_description", "must be a string");
-            None
-        }
-    };
-    let product_images = match fields.present("product_images") {
-        Some(Value::Array(urls)) if urls.is_empty() || urls.len() > MAX_IMAGES => {
-            fields.fail(
-                "product_images",
-                format!(
-                    "must hold 1 to {MAX_IMAGES} image URLs (got {})",
-                    urls.len()
-                ),
-            );
-            None
-        }
-        Some(Value::Array(urls)) => {
-            let mut valid = Vec::with_capacity(urls.len());
-            for (index, url) in urls.iter().enumerate() {
-                let field = format!("product_images[{index}]");
-                match url {
-                    Value::String(url) => match check_image_url(url) {
-                        Ok(()) => valid.push(url.clone()),
-                        Err(message) => fields.fail(&field, message),
-                    },
-                    _ => fields.fail(&field, "must be a string"),
-                }
-            }
-            (valid.len() == urls.len()).then_some(valid)
-        }
-        Some(_) => {
-            fields.fail("product_images", "must be an array of image URLs");
-            None
-        }
-        None => None,
-    };
-    let product_price = match fields.present("product_price") {
-        Some(value) => match parse_price(value) {
-            Ok(price) => Some(price),
-            Err(message) => {
-                fields.fail("product_price", message);
-                None
-            }
-        },
-        None => None,
-    };
+    let product_description = fields.description();
+    let product_images = fields
+        .present("product_images")
+        .and_then(|value| fields.images_value(value));
+    let product_price = fields
+        .present("product_price")
+        .and_then(|value| fields.price_value(value));
     let product = (|| {
         Some(NewProduct {
             user_id: user_id?,
@@ -198,80 +71,75 @@ pub fn new_product(body: &Map<String, Value>) -> Result<NewProduct, ApiError> {
     fields.finish(product)
 }
 
-/// Validates the query of `GET /products`.
-pub fn product_filter(query: &HashMap<String, String>) -> Result<ProductFilter, ApiError> {
-    let mut errors = Vec::new();
-    let mut integer = |field: &str, min: i64| -> Option<i64> {
-        let text = query.get(field)?;
-        match text.parse::<i64>() {
-            Ok(n) if n >= min => Some(n),
-            _ => {
-                errors.push(FieldError::new(
-                    field,
-                    format!("must be an integer ≥ {min}"),
-                ));
-                None
-            }
-        }
+/// The fields `PATCH /users/{id}` may set.
+const USER_FIELDS: [&str; 4] = ["name", "mobile", "latitude", "longitude"];
+
+/// Validates the body of `PATCH /users/{id}`: any of the fields of `POST /users`, with the same
+/// rules, at least one of them.
+pub fn user_patch(body: &Map<String, Value>) -> Result<UserPatch, ApiError> {
+    let mut fields = Fields::new(body);
+    fields.require_one_of(&USER_FIELDS);
+    let name = fields.set("name");
+    let name = name.and_then(|value| fields.text_value("name", value, MAX_USER_NAME));
+    let mobile = fields.set("mobile");
+    let mobile = mobile.and_then(|value| fields.mobile_value(value));
+    let latitude = fields.set("latitude");
+    let latitude = latitude.and_then(|value| fields.number_value("latitude", value, -90.0, 90.0));
+    let longitude = fields.set("longitude");
+    let longitude =
+        longitude.and_then(|value| fields.number_value("longitude", value, -180.0, 180.0));
+    fields.finish(Some(UserPatch {
+        name,
+        mobile,
+        latitude,
+        longitude,
+    }))
+}
+
+/// The fields `PATCH /products/{id}` may set.
+const PRODUCT_FIELDS: [&str; 4] = [
+    "product_name",
+    "product_description",
+    "product_images",
+    "product_price",
+];
+
+/// Validates the body of `PATCH /products/{id}`: any of the fields of `POST /products` but
+/// `user_id` (a product keeps its owner), with the same rules, at least one of them;
+/// `product_description: null` removes the description.
+pub fn product_patch(body: &Map<String, Value>) -> Result<ProductPatch, ApiError> {
+    let mut fields = Fields::new(body);
+    fields.require_one_of(&PRODUCT_FIELDS);
+    if body.contains_key("user_id") {
+        fields.fail("user_id", "cannot be changed: a product keeps its owner");
+    }
+    let product_name = fields.set("product_name");
+    let product_name =
+        product_name.and_then(|value| fields.text_value("product_name", value, MAX_PRODUCT_NAME));
+    let product_description = if body.contains_key("product_description") {
+        fields.description()
+    } else {
+        None
     };
-    let user_id = integer("user_id", 1);
-    let after = integer("after", 0);
-    let limit = integer("limit", 1);
-    let mut price = |field: &str| -> Option<Decimal> {
-        let text = query.get(field)?;
-        match parse_price(&Value::String(text.clone())) {
-            Ok(price) => Some(price),
-            Err(message) => {
-                errors.push(FieldError::new(field, message));
-                None
-            }
-        }
-    };
-    let min_price = price("min_price");
-    let max_price = price("max_price");
-    if let Some(limit) = limit {
-        if limit > i64::from(MAX_PAGE) {
-            errors.push(FieldError::new(
-                "limit",
-                format!("must be at most {MAX_PAGE}"),
-            ));
-        }
-    }
-    if let (Some(min), Some(max)) = (min_price, max_price) {
-        if min > max {
-            errors.push(FieldError::new(
-                "min_price",
-                "must not be greater than max_price",
-            ));
-        }
-    }
-    let q = query
-        .get("q")
-        .map(|q| q.trim().to_owned())
-        .filter(|q| !q.is_empty());
-    if let Some(Err(message)) = q.as_ref().map(|q| {
-        check_controls(q, Controls::None)?;
-        check_length(q, MAX_PRODUCT_NAME)
-    }) {
-        errors.push(FieldError::new("q", message));
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
-    Ok(ProductFilter {
-        user_id,
-        min_price,
-        max_price,
-        q,
-        limit: limit.map_or(DEFAULT_PAGE, |l| l as u32),
-        after,
-    })
+    let product_images = fields.set("product_images");
+    let product_images = product_images.and_then(|value| fields.images_value(value));
+    let product_price = fields.set("product_price");
+    let product_price = product_price.and_then(|value| fields.price_value(value));
+    fields.finish(Some(ProductPatch {
+        product_name,
+        product_description,
+        product_images,
+        product_price,
+    }))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use serde_json::json;
 
+    use super::rules::check_image_url;
     use super::*;
 
     fn fields_of(error: ApiError) -> Vec<String> {

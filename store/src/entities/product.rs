@@ -33,6 +33,8 @@ pub struct Model {
     /// Images that failed (JSON array of `{index, url, reason}`).
     #[sea_orm(column_type = "JsonBinary")]
     pub image_errors: ImageErrorList,
+    /// 1 on create, +1 per change.
+    pub version: i64,
     /// Insert time (UTC).
     pub created_at: DateTimeUtc,
     /// Last change (UTC).
@@ -74,6 +76,7 @@ impl TryFrom<Model> for Product {
             compressed_product_images: m.compressed_product_images.0,
             status,
             image_errors: m.image_errors.0,
+            version: m.version,
             created_at: m.created_at,
             updated_at: m.updated_at,
         })

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261125_000001_create_tables;
 mod m20261201_000002_create_idempotency_keys;
 mod m20261201_000003_index_published_outbox_rows;
+mod m20261203_000004_add_product_versions;
 
 /// All migrations of the store, in order.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_tables::Migration),
             Box::new(m20261201_000002_create_idempotency_keys::Migration),
             Box::new(m20261201_000003_index_published_outbox_rows::Migration),
+            Box::new(m20261203_000004_add_product_versions::Migration),
         ]
     }
 }

@@ -41,6 +41,15 @@ const MAX_ATTEMPTS: usize = 3;
 /// Inserts a row, and whatever belongs to it, in the transaction it is given.
 pub(crate) type Insert<'t, T> = Pin<Box<dyn Future<Output = Result<T, RepoError>> + Send + 't>>;
 
+/// `write` as the closure [`Store::create_idempotent`] takes, for a caller that also runs it
+/// without a key: gives the closure its higher-ranked signature.
+pub(crate) fn as_write<T, F>(write: F) -> F
+where
+    F: Fn(&DatabaseTransaction) -> Insert<'_, T> + Send + Sync,
+{
+    write
+}
+
 /// A row that an idempotency key keeps a snapshot of.
 pub(crate) trait Snapshot: Serialize + DeserializeOwned + Send {
     /// The key's scope: keys of different scopes never meet.

@@ -4,13 +4,45 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mq_core::domain::{OutboxBacklog, OutboxMessage, OutboxRepo, RepoError};
+use mq_core::domain::{NewOutboxMessage, OutboxBacklog, OutboxMessage, OutboxRepo, RepoError};
 use sea_orm::sea_query::{Expr, Order, Query, Value};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
+use sea_orm::{
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QuerySelect, Set,
+};
 
 use crate::entities::outbox::{self, Column};
+use crate::entities::HeaderMap;
 use crate::error::repo_err;
 use crate::store::{now, Store};
+
+/// Writes `message` to the outbox on `txn`, the transaction of the change it announces, with
+/// the caller's `headers` (trace context, ...) over the message's own, a message id included.
+pub(crate) async fn write(
+    txn: &impl ConnectionTrait,
+    mut message: NewOutboxMessage,
+    headers: std::collections::BTreeMap<String, String>,
+    created_at: DateTime<Utc>,
+) -> Result<(), RepoError> {
+    message.headers.extend(headers);
+    let row = outbox::ActiveModel {
+        id: NotSet,
+        topic: Set(message.topic),
+        message_key: Set(message.key),
+        headers: Set(HeaderMap(message.headers)),
+        payload: Set(message.payload),
+        created_at: Set(created_at),
+        published_at: Set(None),
+        locked_until: Set(None),
+        attempts: Set(0),
+        last_error: Set(None),
+    };
+    outbox::Entity::insert(row)
+        .exec_without_returning(txn)
+        .await
+        .map_err(repo_err)?;
+    Ok(())
+}
 
 /// Ids per `UPDATE … WHERE id IN (…)` when marking rows published.
 const IDS_PER_STATEMENT: usize = 1000;

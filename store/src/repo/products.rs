@@ -5,17 +5,17 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use mq_core::domain::{
     Created, IdempotencyKey, NewOutboxMessage, NewProduct, Page, ProcessingResult, Product,
-    ProductCreated, ProductFilter, ProductRepo, ProductStatus, RepoError, PRODUCTS_CREATED_TOPIC,
+    ProductChange, ProductEvent, ProductFilter, ProductRepo, ProductStatus, Recorded, RepoError,
+    PRODUCTS_CREATED_TOPIC,
 };
 use rust_decimal::Decimal;
-use sea_orm::sea_query::{Expr, Func, LikeExpr, Value};
+use sea_orm::sea_query::{Expr, Func, LikeExpr};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, Condition, DatabaseConnection,
-    DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set, TransactionTrait,
+    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 
-use crate::entities::{outbox, product, HeaderMap, ImageErrorList, StoredPrice, TextList};
+use crate::entities::{product, ImageErrorList, StoredPrice, TextList};
 use crate::error::{kind, repo_err, Kind};
 use crate::store::{now, Store};
 
@@ -40,14 +40,6 @@ fn contains_pattern(text: &str) -> String {
     pattern
 }
 
-async fn exists(db: &DatabaseConnection, id: i64) -> Result<bool, RepoError> {
-    let n = product::Entity::find_by_id(id)
-        .count(db)
-        .await
-        .map_err(repo_err)?;
-    Ok(n > 0)
-}
-
 impl Store {
     /// The stored form of `price`, or the error for a price the column cannot hold.
     fn stored_price(&self, price: Decimal) -> Result<StoredPrice, RepoError> {
@@ -57,6 +49,20 @@ impl Store {
             ))
         })
     }
+}
+
+/// The outbox message announcing `version` of product `id` on `topic`, keyed by the id.
+pub(super) fn product_event(
+    topic: &str,
+    id: i64,
+    version: i64,
+) -> Result<NewOutboxMessage, RepoError> {
+    let payload = serde_json::to_value(ProductEvent {
+        product_id: id,
+        version: Some(version),
+    })
+    .map_err(|e| RepoError::Other(e.to_string()))?;
+    Ok(NewOutboxMessage::new(topic, Some(id.to_string()), payload))
 }
 
 /// Inserts a product (status `pending`) and its `products.created` outbox row on `txn`; the
@@ -79,6 +85,7 @@ async fn insert_product(
         compressed_product_images: Set(TextList::default()),
         status: Set(ProductStatus::Pending.as_str().to_owned()),
         image_errors: Set(ImageErrorList::default()),
+        version: Set(1),
         created_at: Set(now),
         updated_at: Set(now),
     };
@@ -88,30 +95,8 @@ async fn insert_product(
         Err(e) => return Err(repo_err(e)),
     };
 
-    let payload = serde_json::to_value(ProductCreated {
-        product_id: model.id,
-    })
-    .map_err(|e| RepoError::Other(e.to_string()))?;
-    let mut message =
-        NewOutboxMessage::new(PRODUCTS_CREATED_TOPIC, Some(model.id.to_string()), payload);
-    // The caller's headers (trace context, ...) win, including a message id of its own.
-    message.headers.extend(headers);
-    let outbox_row = outbox::ActiveModel {
-        id: NotSet,
-        topic: Set(message.topic),
-        message_key: Set(message.key),
-        headers: Set(HeaderMap(message.headers)),
-        payload: Set(message.payload),
-        created_at: Set(now),
-        published_at: Set(None),
-        locked_until: Set(None),
-        attempts: Set(0),
-        last_error: Set(None),
-    };
-    outbox::Entity::insert(outbox_row)
-        .exec_without_returning(txn)
-        .await
-        .map_err(repo_err)?;
+    let event = product_event(PRODUCTS_CREATED_TOPIC, model.id, model.version)?;
+    super::outbox::write(txn, event, headers, now).await?;
     to_product(model)
 }
 
@@ -179,79 +164,73 @@ impl ProductRepo for Store {
         if let Some(after) = filter.after {
             query = query.filter(Column::Id.gt(after));
         }
-        let mut rows = query
+        let rows = query
             .order_by_asc(Column::Id)
             .limit(u64::from(limit) + 1)
             .all(&self.db)
             .await
             .map_err(repo_err)?;
-        let next = if rows.len() > limit as usize {
-            rows.truncate(limit as usize);
-            rows.last().map(|r| r.id)
-        } else {
-            None
-        };
-        let items = rows.into_iter().map(to_product).collect::<Result<_, _>>()?;
-        Ok(Page { items, next })
+        super::keyset_page(rows, limit, |row| row.id, to_product)
     }
 
-    async fn mark_processing(&self, id: i64) -> Result<Option<Product>, RepoError> {
-        use product::Column;
+    async fn change_product(
+        &self,
+        id: i64,
+        change: ProductChange,
+        if_version: Option<i64>,
+        headers: BTreeMap<String, String>,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Created<Product>, RepoError> {
+        if let ProductChange::Update(patch) = &change {
+            if let Some(price) = patch.product_price {
+                self.stored_price(price)?;
+            }
+        }
+        let dialect = self.dialect;
+        let change = super::idempotency::as_write(move |txn| {
+            Box::pin(super::lifecycle::change(
+                txn,
+                dialect,
+                id,
+                change.clone(),
+                if_version,
+                headers.clone(),
+            ))
+        });
+        match key {
+            Some(key) => self.create_idempotent(&key, change).await,
+            None => {
+                let _turn = self.write_turn().await?;
+                let txn = self.db.begin().await.map_err(repo_err)?;
+                let product = change(&txn).await?;
+                txn.commit().await.map_err(repo_err)?;
+                Ok(Created::New(product))
+            }
+        }
+    }
 
+    async fn mark_processing(
+        &self,
+        id: i64,
+        version: Option<i64>,
+    ) -> Result<Option<Product>, RepoError> {
         let turn = self.write_turn().await?;
-        product::Entity::update_many()
-            .col_expr(
-                Column::Status,
-                Expr::value(ProductStatus::Processing.as_str()),
-            )
-            .col_expr(Column::UpdatedAt, Expr::value(now()))
-            .filter(Column::Id.eq(id))
-            .filter(Column::Status.is_in([
-                ProductStatus::Pending.as_str(),
-                ProductStatus::Processing.as_str(),
-            ]))
-            .exec(&self.db)
-            .await
-            .map_err(repo_err)?;
+        super::lifecycle::mark_processing(&self.db, id, version).await?;
         drop(turn);
         self.get_product(id).await
     }
 
-    async fn record_result(&self, id: i64, result: &ProcessingResult) -> Result<(), RepoError> {
-        use product::Column;
-
-        let status = result.status.as_str();
-        let compressed = Value::from(TextList(result.compressed_product_images.clone()));
-        let errors = Value::from(ImageErrorList(result.image_errors.clone()));
-        let turn = self.write_turn().await?;
-        // One statement; it only matches when something differs, so recording the same result
-        // again changes nothing (not even `updated_at`).
-        let updated = product::Entity::update_many()
-            .col_expr(Column::Status, Expr::value(status))
-            .col_expr(
-                Column::CompressedProductImages,
-                Expr::value(compressed.clone()),
-            )
-            .col_expr(Column::ImageErrors, Expr::value(errors.clone()))
-            .col_expr(Column::UpdatedAt, Expr::value(now()))
-            .filter(Column::Id.eq(id))
-            .filter(
-                Condition::any()
-                    .add(Column::Status.ne(status))
-                    .add(Expr::col(Column::CompressedProductImages).ne(compressed))
-                    .add(Expr::col(Column::ImageErrors).ne(errors)),
-            )
-            .exec(&self.db)
-            .await
-            .map_err(repo_err)?;
-        drop(turn);
-        if updated.rows_affected == 0 && !exists(&self.db, id).await? {
-            return Err(RepoError::NotFound {
-                entity: "product",
-                id,
-            });
-        }
-        Ok(())
+    async fn record_result(
+        &self,
+        id: i64,
+        version: i64,
+        result: &ProcessingResult,
+    ) -> Result<Recorded, RepoError> {
+        let _turn = self.write_turn().await?;
+        let txn = self.db.begin().await.map_err(repo_err)?;
+        let recorded = super::lifecycle::record_result(&txn, id, version, result).await?;
+        txn.commit().await.map_err(repo_err)?;
+        Ok(recorded)
     }
 
     async fn count_by_status(&self) -> Result<Vec<(ProductStatus, u64)>, RepoError> {

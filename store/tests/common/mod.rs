@@ -10,6 +10,31 @@ use std::time::Duration;
 use product_pipeline_store::{Store, StoreOptions};
 pub use testsupport::pg::PgSchema;
 
+pub mod fixtures;
+
+/// One test function per name, run on SQLite and on PostgreSQL (`mod sqlite`, `mod postgres`).
+#[allow(unused_macros)] // Not every test binary uses it.
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    crate::common::run(crate::common::Backend::Sqlite, crate::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    crate::common::run(crate::common::Backend::Postgres, crate::$name).await;
+                }
+            )*
+        }
+    };
+}
+
 /// Which database a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
