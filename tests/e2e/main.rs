@@ -6,9 +6,11 @@ mod graceful_stop;
 mod hostile_strings;
 #[cfg(all(feature = "rabbit", feature = "postgres"))]
 mod late_services;
+mod lifecycle;
 #[cfg(all(feature = "s3", feature = "rabbit", feature = "postgres"))]
 mod media_on_s3;
 mod memory_budget;
+mod out_of_order;
 #[cfg(all(feature = "rabbit", feature = "postgres"))]
 mod proxy;
 mod scenarios;
@@ -21,6 +23,8 @@ mod all {
     pub use crate::dead_letters::products_dead_lettered_by_a_media_outage_are_redriven;
     pub use crate::graceful_stop::a_graceful_stop_logs_no_errors;
     pub use crate::hostile_strings::hostile_strings;
+    pub use crate::lifecycle::*;
+    pub use crate::out_of_order::events_in_any_order_converge;
     pub use crate::scenarios::*;
     pub use crate::slow_servers::slow_image_servers_do_not_hold_up_good_products;
     pub use crate::telemetry::one_trace_per_product;
@@ -34,7 +38,9 @@ macro_rules! e2e_tests {
             broker_outage, poison_message, idempotent_creates, metrics_move, hostile_strings,
             slow_image_servers_do_not_hold_up_good_products,
             products_dead_lettered_by_a_media_outage_are_redriven, one_trace_per_product,
-            a_graceful_stop_logs_no_errors);
+            a_graceful_stop_logs_no_errors, products_change_and_are_deleted,
+            processed_events_reach_a_second_group, users_are_listed_changed_and_deleted,
+            events_in_any_order_converge);
     };
     (@each $stack:expr; $($scenario:ident),*) => {
         $(

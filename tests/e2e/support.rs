@@ -563,7 +563,22 @@ pub async fn post_with(
     body: &Value,
     headers: &[(&str, &str)],
 ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let mut request = client().post(app.url(path)).json(body);
+    send(app, reqwest::Method::POST, path, Some(body), headers).await
+}
+
+/// Any request, with an optional JSON body and extra headers; returns the status, the response
+/// headers and the JSON body (`Null` when there is none).
+pub async fn send(
+    app: &App,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut request = client().request(method, app.url(path));
+    if let Some(body) = body {
+        request = request.json(body);
+    }
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -607,6 +622,16 @@ pub async fn create_product(app: &App, user_id: i64, images: &[String]) -> i64 {
 
 /// Polls until the product has a final status; returns it.
 pub async fn wait_final(app: &App, product_id: i64, within: Duration) -> Value {
+    wait_final_version(app, product_id, None, within).await
+}
+
+/// Polls until the product has a final status, at `version` when given; returns it.
+pub async fn wait_final_version(
+    app: &App,
+    product_id: i64,
+    version: Option<i64>,
+    within: Duration,
+) -> Value {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let (status, product) = get_json(app, &format!("/products/{product_id}")).await;
@@ -614,7 +639,8 @@ pub async fn wait_final(app: &App, product_id: i64, within: Duration) -> Value {
         if matches!(
             product["status"].as_str(),
             Some("done" | "partial" | "failed")
-        ) {
+        ) && version.is_none_or(|version| product["version"] == version)
+        {
             return product;
         }
         assert!(
