@@ -165,6 +165,13 @@ impl Group {
 impl Inner {
     fn publish(&self, topic: &str, message: Message) {
         let mut topics = self.topics.lock();
+        let unrouted = topics
+            .get(topic)
+            .is_none_or(|topic| topic.groups.is_empty());
+        if unrouted && message.drops_if_unrouted() {
+            // Kept, it would wait for a group that may never come: a leak.
+            return;
+        }
         topics
             .entry(topic.to_owned())
             .or_insert_with(Topic::new)
@@ -324,6 +331,16 @@ pub struct MemorySubscriber {
 
 #[async_trait]
 impl Subscriber for MemorySubscriber {
+    /// Creates the group, so that from now on the topic keeps messages for it, events marked
+    /// [`Message::drop_if_unrouted`] included.
+    async fn declare(&self, topic: &str, group: &str) -> Result<()> {
+        if self.closed.is_cancelled() {
+            return Err(Error::Closed("subscriber"));
+        }
+        self.broker.join(topic, group);
+        Ok(())
+    }
+
     async fn subscribe(&self, topic: &str, group: &str) -> Result<DeliveryStream> {
         if self.closed.is_cancelled() {
             return Err(Error::Closed("subscriber"));
@@ -391,6 +408,29 @@ mod tests {
         assert_eq!(broker.retained("t"), 1, "group b has not acked yet");
         b.next().await.unwrap().unwrap().ack().await.unwrap();
         assert_eq!(broker.retained("t"), 0);
+    }
+
+    /// An event nobody subscribed to is not kept (it would be, for ever), unlike a message
+    /// without the mark, which waits for the first group.
+    #[tokio::test]
+    async fn unrouted_events_are_not_kept() {
+        let broker = MemoryBroker::new();
+        let publisher = broker.publisher();
+        for _ in 0..3 {
+            publisher
+                .publish("t", Message::new("e").drop_if_unrouted())
+                .await
+                .unwrap();
+        }
+        assert_eq!(broker.retained("t"), 0);
+        publisher.publish("t", Message::new("m")).await.unwrap();
+        assert_eq!(broker.retained("t"), 1);
+        broker.subscriber().declare("t", "g").await.unwrap();
+        publisher
+            .publish("t", Message::new("e").drop_if_unrouted())
+            .await
+            .unwrap();
+        assert_eq!(broker.retained("t"), 2, "a group is there: kept for it");
     }
 
     #[tokio::test]

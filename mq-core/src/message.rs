@@ -20,6 +20,11 @@ pub mod headers {
     /// The message's id ([`Message::id`](crate::Message::id)), in backends whose own id field
     /// cannot carry every id: Kafka records have none, AMQP's `message_id` holds 255 bytes.
     pub const MESSAGE_ID: &str = "x-message-id";
+    /// `true` on an event that nobody need hear: when no consumer group is subscribed to its
+    /// topic it is dropped instead of kept for a group that may come (memory) or refused as
+    /// unroutable (RabbitMQ). Kafka keeps it in the topic as it keeps everything. Set it with
+    /// [`Message::drop_if_unrouted`](crate::Message::drop_if_unrouted).
+    pub const DROP_IF_UNROUTED: &str = "x-drop-if-unrouted";
 }
 
 /// The topic that dead letters of `topic` go to.
@@ -132,6 +137,31 @@ impl Message {
     /// The payload bytes.
     pub fn payload(&self) -> &Bytes {
         &self.payload
+    }
+
+    /// The message marked as an event that may be dropped when no consumer group is subscribed
+    /// to its topic ([`headers::DROP_IF_UNROUTED`]), e.g. a notification for downstream systems
+    /// that may not exist:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> mq_core::Result<()> {
+    /// use mq_core::{MemoryBroker, Message, Publisher};
+    ///
+    /// let broker = MemoryBroker::new();
+    /// let event = Message::new("product 7 is ready").drop_if_unrouted();
+    /// assert!(event.drops_if_unrouted());
+    /// // Nobody subscribed: published, and not kept.
+    /// broker.publisher().publish("products.processed", event).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn drop_if_unrouted(self) -> Self {
+        self.with_header(headers::DROP_IF_UNROUTED, "true")
+    }
+
+    /// `true` when the message may be dropped for want of a subscribed group
+    /// ([`Message::drop_if_unrouted`]).
+    pub fn drops_if_unrouted(&self) -> bool {
+        self.header(headers::DROP_IF_UNROUTED) == Some("true")
     }
 
     /// Decodes the payload as JSON; a failure is a permanent [`crate::Error::Payload`].

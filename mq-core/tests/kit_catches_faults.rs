@@ -39,6 +39,8 @@ enum Fault {
     IgnoresAcks,
     /// Every topic is the same topic.
     MergesTopics,
+    /// Refuses a message to a topic nobody subscribed to, marked `drop_if_unrouted` or not.
+    RefusesUnrouted,
 }
 
 fn topic_for(fault: Fault, topic: &str) -> &str {
@@ -52,6 +54,18 @@ fn topic_for(fault: Fault, topic: &str) -> &str {
 struct Faulty {
     broker: MemoryBroker,
     fault: Fault,
+    /// The topics subscribed to so far, for `RefusesUnrouted`.
+    subscribed: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+impl Faulty {
+    fn new(fault: Fault) -> Self {
+        Self {
+            broker: MemoryBroker::new(),
+            fault,
+            subscribed: Arc::default(),
+        }
+    }
 }
 
 #[async_trait]
@@ -62,6 +76,7 @@ impl BackendFactory for Faulty {
             fault: self.fault,
             count: Default::default(),
             held: Default::default(),
+            subscribed: self.subscribed.clone(),
         })
     }
 
@@ -69,6 +84,7 @@ impl BackendFactory for Faulty {
         Arc::new(FaultySubscriber {
             inner: self.broker.subscriber(),
             fault: self.fault,
+            subscribed: self.subscribed.clone(),
         })
     }
 }
@@ -78,6 +94,7 @@ struct FaultyPublisher {
     fault: Fault,
     count: std::sync::atomic::AtomicUsize,
     held: std::sync::Mutex<HashMap<String, Message>>,
+    subscribed: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 #[async_trait]
@@ -88,6 +105,12 @@ impl Publisher for FaultyPublisher {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.fault == Fault::LosesPublishes && n % 5 == 4 {
             return Ok(());
+        }
+        if self.fault == Fault::RefusesUnrouted && !self.subscribed.lock().unwrap().contains(topic)
+        {
+            return Err(mq_core::Error::Rejected(format!(
+                "no queue is bound to {topic}"
+            )));
         }
         if let (Fault::Reorders, Some(key)) = (self.fault, message.key()) {
             let held = self.held.lock().unwrap().remove(key);
@@ -113,6 +136,7 @@ impl Publisher for FaultyPublisher {
 struct FaultySubscriber {
     inner: mq_core::MemorySubscriber,
     fault: Fault,
+    subscribed: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 #[async_trait]
@@ -124,6 +148,7 @@ impl Subscriber for FaultySubscriber {
             group
         };
         let fault = self.fault;
+        self.subscribed.lock().unwrap().insert(topic.to_owned());
         let stream = self.inner.subscribe(topic_for(fault, topic), group).await?;
         let stream = stream.map(move |item| item.map(|delivery| wrap(delivery, fault)));
         match fault {
@@ -211,10 +236,7 @@ where
     F: FnOnce(Arc<Faulty>, Capabilities) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let factory = Arc::new(Faulty {
-        broker: MemoryBroker::new(),
-        fault,
-    });
+    let factory = Arc::new(Faulty::new(fault));
     let outcome = tokio::spawn(scenario(factory, caps())).await;
     assert!(
         outcome.is_err_and(|e| e.is_panic()),
@@ -289,14 +311,16 @@ catches!(
     continue_after_handler_errors
 );
 catches!(topics_that_leak, Fault::MergesTopics, topic_isolation);
+catches!(
+    unrouted_events_refused,
+    Fault::RefusesUnrouted,
+    unrouted_events_publish
+);
 
 /// The faults are real faults: the healthy broker passes the same scenarios.
 #[tokio::test]
 async fn healthy_broker_passes() {
-    let factory = Faulty {
-        broker: MemoryBroker::new(),
-        fault: Fault::DropsNacked,
-    };
+    let factory = Faulty::new(Fault::DropsNacked);
     // DropsNacked only matters for nacks; a scenario without nacks passes.
     testkit::round_trip(&factory, &caps()).await;
 }

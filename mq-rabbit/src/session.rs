@@ -182,7 +182,8 @@ impl Session {
         Ok(slot.clone())
     }
 
-    /// Sends `message` to `topic` (mandatory, persistent) and returns the pending confirm.
+    /// Sends `message` to `topic` (persistent; mandatory unless it
+    /// [drops if unrouted](Message::drops_if_unrouted)) and returns the pending confirm.
     pub(crate) async fn send(&self, topic: &str, message: &Message) -> Result<PendingConfirm> {
         let channel = self.confirm_channel(message.key()).await?;
         let confirm = channel
@@ -190,7 +191,7 @@ impl Session {
                 &self.config.exchange,
                 topic,
                 BasicPublishOptions {
-                    mandatory: true,
+                    mandatory: !message.drops_if_unrouted(),
                     immediate: false,
                 },
                 message.payload(),

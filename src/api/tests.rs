@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use mq_core::domain::{MockProductRepo, MockUserRepo, RepoError};
+use mq_core::domain::{Created, MockProductRepo, MockUserRepo, ProductChange, RepoError};
 use mq_core::{Error, MockPublisher};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -281,4 +281,147 @@ async fn the_token_never_reaches_the_logs() {
         !logs.contains(TOKEN) && !logs.contains("wrong-token"),
         "{logs}"
     );
+}
+
+fn change_request(method: &str, uri: &str, body: Option<Value>) -> Request<Body> {
+    let builder = Request::builder().method(method).uri(uri);
+    match body {
+        Some(body) => builder
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    }
+}
+
+/// A PATCH lists every failing field and never reaches the repository.
+#[tokio::test]
+async fn a_patch_lists_every_failing_field_and_writes_nothing() {
+    let mut products = MockProductRepo::new();
+    products.expect_change_product().never();
+    let body = json!({"user_id": 2, "product_name": "", "product_price": "1.001", "product_images": ["ftp://x"], "product_description": 5});
+    let request = change_request("PATCH", "/products/7", Some(body));
+    let (status, body) = call(state(products, MockPublisher::new()), request).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let mut fields: Vec<&str> = body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|detail| detail["field"].as_str().unwrap())
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "product_description",
+            "product_images[0]",
+            "product_name",
+            "product_price",
+            "user_id"
+        ]
+    );
+
+    let mut products = MockProductRepo::new();
+    products.expect_change_product().never();
+    let request = change_request("PATCH", "/products/7", Some(json!({"unknown": 1})));
+    let (status, body) = call(state(products, MockPublisher::new()), request).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "body");
+}
+
+/// `If-Match` reaches the repository as a version; a stale one is a 412.
+#[tokio::test]
+async fn a_stale_if_match_is_412() {
+    let mut products = MockProductRepo::new();
+    products
+        .expect_change_product()
+        .withf(|id, change, if_version, _, key| {
+            *id == 7 && *change == ProductChange::Delete && *if_version == Some(3) && key.is_none()
+        })
+        .returning(|id, _, _, _, _| {
+            Err(RepoError::VersionMismatch {
+                entity: "product",
+                id,
+                expected: 3,
+                current: 4,
+            })
+        });
+    let mut request = change_request("DELETE", "/products/7", None);
+    request
+        .headers_mut()
+        .insert("if-match", "\"3-done\"".parse().unwrap());
+    let (status, body) = call(state(products, MockPublisher::new()), request).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+    assert_eq!(body["error"]["code"], "precondition_failed");
+}
+
+/// GET answers the product's tag, and 304 for it.
+#[tokio::test]
+async fn get_answers_304_for_the_current_etag() {
+    let mut products = MockProductRepo::new();
+    products
+        .expect_get_product()
+        .returning(|id| Ok(Some(product(id))));
+    let state = state(products, MockPublisher::new());
+    let response = router(state.clone())
+        .oneshot(change_request("GET", "/products/7", None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let tag = response.headers()["etag"].clone();
+    assert_eq!(tag, "\"1-pending\"");
+    let mut request = change_request("GET", "/products/7", None);
+    request.headers_mut().insert("if-none-match", tag);
+    let response = router(state).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    assert!(response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .is_empty());
+}
+
+/// A reprocess retried with its key is replayed (202 again, marked), and the relay is woken only
+/// for the first.
+#[tokio::test]
+async fn a_replayed_reprocess_is_marked() {
+    let mut products = MockProductRepo::new();
+    products
+        .expect_change_product()
+        .withf(|_, change, _, _, key| {
+            *change == ProductChange::Reprocess
+                && key.as_ref().is_some_and(|key| key.key == "retry-1")
+        })
+        .returning(|id, _, _, _, _| Ok(Created::Replayed(product(id))));
+    let mut request = change_request("POST", "/products/7/reprocess", None);
+    request
+        .headers_mut()
+        .insert("idempotency-key", "retry-1".parse().unwrap());
+    let response = router(state(products, MockPublisher::new()))
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(response.headers()["idempotent-replayed"], "true");
+}
+
+/// Deleting a user who still has products is a 409.
+#[tokio::test]
+async fn deleting_a_user_with_products_is_409() {
+    let mut users = MockUserRepo::new();
+    users
+        .expect_delete_user()
+        .returning(|id| Err(RepoError::UserHasProducts(id)));
+    let state = AppState {
+        users: Arc::new(users),
+        ..state(MockProductRepo::new(), MockPublisher::new())
+    };
+    let (status, body) = call(state, change_request("DELETE", "/users/3", None)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("still has products"));
 }

@@ -186,6 +186,33 @@ pub type ProductCreated = ProductEvent;
 
 /// The payload of `products.processed`, written when the image consumer records a final status:
 /// what downstream systems (search index, CDN, storefront cache) need to pick the images up.
+///
+/// Subscribe to it in a consumer group of your own; delivery is at least once, so apply events
+/// keyed by `product_id` and `version`:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> mq_core::Result<()> {
+/// use futures::StreamExt;
+/// use mq_core::domain::{ProductProcessed, ProductStatus, PRODUCTS_PROCESSED_TOPIC};
+/// use mq_core::{MemoryBroker, Message, Publisher, Subscriber};
+///
+/// let broker = MemoryBroker::new();
+/// let subscriber = broker.subscriber();
+/// // Before anything is published (RabbitMQ drops messages for which no queue exists).
+/// subscriber.declare(PRODUCTS_PROCESSED_TOPIC, "search-index").await?;
+/// # let event = ProductProcessed { product_id: 7, version: 2, status: ProductStatus::Done,
+/// #     compressed_product_images: vec!["products/7/0-ab.jpg".into()], image_errors: vec![] };
+/// # broker.publisher().publish(PRODUCTS_PROCESSED_TOPIC, Message::json(&event)?).await?;
+/// let mut events = subscriber.subscribe(PRODUCTS_PROCESSED_TOPIC, "search-index").await?;
+/// if let Some(delivery) = events.next().await {
+///     let delivery = delivery?;
+///     let event: ProductProcessed = delivery.message().decode()?;
+///     assert_eq!((event.product_id, event.version), (7, 2));
+///     // ... update the search index, purge the CDN ...
+///     delivery.ack().await?;
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductProcessed {
     /// The product.

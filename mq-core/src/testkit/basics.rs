@@ -305,3 +305,52 @@ pub async fn topic_isolation(factory: &dyn BackendFactory, caps: &Capabilities) 
     expect_nothing(&mut stream_b, caps, "topic b got its one message").await;
     subscriber.close().await.expect("close");
 }
+
+/// An event marked [`Message::drop_if_unrouted`] publishes without error to a topic no group is
+/// subscribed to (a backend that refuses unroutable messages does not refuse it), and still
+/// reaches a group that subscribes. Earlier unrouted events may or may not reach that group
+/// (Kafka keeps them in the topic; memory and RabbitMQ drop them).
+pub async fn unrouted_events_publish(factory: &dyn BackendFactory, caps: &Capabilities) {
+    let topic = unique("unrouted");
+    let publisher = factory.publisher().await;
+    for n in 0..3 {
+        publisher
+            .publish(
+                &topic,
+                Message::new(format!("nobody listens {n}")).drop_if_unrouted(),
+            )
+            .await
+            .expect("an unrouted event is not refused");
+    }
+    let group = unique("group");
+    let subscriber = factory.subscriber().await;
+    subscriber.declare(&topic, &group).await.expect("declare");
+    let mut stream = subscriber
+        .subscribe(&topic, &group)
+        .await
+        .expect("subscribe");
+    let heard = Message::new("heard").drop_if_unrouted();
+    publisher
+        .publish(&topic, heard.clone())
+        .await
+        .expect("publish to a subscribed group");
+    loop {
+        let got = next(
+            &mut stream,
+            caps,
+            "the event published after the group subscribed",
+        )
+        .await;
+        let message = got.message().clone();
+        got.ack().await.expect("ack");
+        if message.id() == heard.id() {
+            assert_eq!(message.payload(), heard.payload());
+            break;
+        }
+        assert!(
+            message.payload().starts_with(b"nobody listens"),
+            "{message:?}"
+        );
+    }
+    subscriber.close().await.expect("close");
+}

@@ -119,7 +119,7 @@ macro_rules! conformance_tests {
             dropped_delivery_is_redelivered, resume_after_subscriber_close, concurrent_close,
             continue_after_handler_errors, order_per_key, publisher_close_flushes, topic_isolation,
             consumer_groups_fan_out, consumer_group_splits_work, dead_letter, worker_dead_letters,
-            dead_letters_redrive, reconnect_after_restart
+            dead_letters_redrive, reconnect_after_restart, unrouted_events_publish
         }
     };
     (@names (); $($scenario:ident),* $(,)?) => {

@@ -222,6 +222,12 @@ pub(super) async fn record_result(
     };
     let payload = serde_json::to_value(processed).map_err(|e| RepoError::Other(e.to_string()))?;
     let event = NewOutboxMessage::new(PRODUCTS_PROCESSED_TOPIC, Some(id.to_string()), payload);
-    super::outbox::write(txn, event, BTreeMap::new(), now()).await?;
+    // Downstream systems may not exist: without a subscribed group the event is dropped, not
+    // kept (memory) or refused as unroutable (RabbitMQ), which would hold the relay up.
+    let headers = BTreeMap::from([(
+        mq_core::headers::DROP_IF_UNROUTED.to_owned(),
+        "true".to_owned(),
+    )]);
+    super::outbox::write(txn, event, headers, now()).await?;
     Ok(Recorded::Applied)
 }
