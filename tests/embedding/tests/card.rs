@@ -29,6 +29,7 @@ fn lamp(id: i64, status: ProductStatus, compressed: &[&str]) -> Product {
         compressed_product_images: compressed.iter().map(|key| key.to_string()).collect(),
         status,
         image_errors: Vec::new(),
+        version: 1,
         created_at: at,
         updated_at: at,
     }
