@@ -42,20 +42,37 @@ impl TopicAdmin {
     /// Creates `topic` with the configured partition count unless this client already did (or
     /// saw that it exists).
     pub(crate) async fn ensure(&self, topic: &str) -> Result<()> {
-        self.ensure_with(topic, self.inner.config.partitions).await
+        self.ensure_with(topic, self.inner.config.partitions, &[])
+            .await
     }
 
-    /// Like [`ensure`](Self::ensure) with an explicit partition count.
-    pub(crate) async fn ensure_with(&self, topic: &str, partitions: i32) -> Result<()> {
+    /// Like [`ensure`](Self::ensure) for a topic of one partition whose records of the same key
+    /// replace each other (`cleanup.policy=compact`): the broker keeps the latest per key, so the
+    /// topic stays as small as its set of keys however often they are written.
+    pub(crate) async fn ensure_compacted(&self, topic: &str) -> Result<()> {
+        self.ensure_with(topic, 1, &[("cleanup.policy", "compact")])
+            .await
+    }
+
+    /// Like [`ensure`](Self::ensure) with an explicit partition count and topic configuration.
+    async fn ensure_with(
+        &self,
+        topic: &str,
+        partitions: i32,
+        topic_config: &[(&str, &str)],
+    ) -> Result<()> {
         if self.is_known(topic) {
             return Ok(());
         }
         let config = &self.inner.config;
-        let new = NewTopic::new(
+        let mut new = NewTopic::new(
             topic,
             partitions,
             TopicReplication::Fixed(config.replication_factor),
         );
+        for (key, value) in topic_config {
+            new = new.set(key, value);
+        }
         let options = AdminOptions::new()
             .request_timeout(Some(config.operation_timeout))
             .operation_timeout(Some(config.operation_timeout));

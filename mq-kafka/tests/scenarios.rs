@@ -247,6 +247,36 @@ async fn dropped_consumer_hands_unacked_messages_to_the_next() {
     }
     assert_eq!(seen.into_keys().collect::<HashSet<_>>(), expected);
     second.close().await.unwrap();
+
+    // The held deliveries left gaps above the commits, so the ack log was written: a compacted
+    // topic, which keeps about one record per key instead of one per commit for ever.
+    let log = mq_kafka::ack_log_topic(&topic);
+    assert_eq!(
+        topic_config(&config, &log, "cleanup.policy")
+            .await
+            .as_deref(),
+        Some("compact"),
+        "{log}"
+    );
+}
+
+/// The value of `key` in the broker's configuration of `topic`.
+async fn topic_config(config: &KafkaConfig, topic: &str, key: &str) -> Option<String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .create()
+        .unwrap();
+    let described = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+        .await
+        .unwrap();
+    let resource = described.into_iter().next()?.ok()?;
+    resource
+        .entries
+        .into_iter()
+        .find(|entry| entry.name == key)
+        .and_then(|entry| entry.value)
 }
 
 /// 10 000 messages over 16 keys and 4 partitions, handled 32 at a time with out-of-order acks

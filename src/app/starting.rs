@@ -159,9 +159,18 @@ fn spawn_worker(
         let stop = shutdown.clone();
         tasks.spawn(async move {
             info!(%topic, "image worker running");
-            if let Err(error) = worker.run(stop.clone()).await {
-                warn!(%topic, %error, "an image worker stopped with an error");
-                stop.cancel();
+            match worker.run(stop.clone()).await {
+                Err(error) => {
+                    warn!(%topic, %error, "an image worker stopped with an error");
+                    stop.cancel();
+                }
+                // The subscription ended by itself: without stopping, the process would stay up
+                // with no worker on this topic. It stops, so that a supervisor restarts it.
+                Ok(()) if !stop.is_cancelled() => {
+                    warn!(%topic, "an image worker's subscription ended; stopping");
+                    stop.cancel();
+                }
+                Ok(()) => {}
             }
         });
     }

@@ -3,7 +3,8 @@
 //!
 //! One record per partition and commit, keyed `<group.id>/<partition>`, valued
 //! `<commit offset> <metadata>`; the latest entry of a key wins, and only an entry written with
-//! the very commit the group holds describes it.
+//! the very commit the group holds describes it. The topic is compacted, so the broker keeps
+//! about one record per key and reading it on an assignment stays short.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -33,7 +34,7 @@ impl Subscription {
         }
         let log = ack_log_topic(&self.topic);
         let result = (|| -> Result<()> {
-            futures::executor::block_on(self.admin.ensure_with(&log, 1))?;
+            futures::executor::block_on(self.admin.ensure_compacted(&log))?;
             let producer = self.side_producer.get()?;
             let mut deliveries = Vec::new();
             for (partition, offset, metadata) in due.iter().filter(|(_, _, m)| !m.is_empty()) {

@@ -73,12 +73,19 @@ pub(super) fn drive(
     subscription.notify.notify_waiters();
 }
 
-/// Releases the subscription's partition queues when the driver ends, also by a panic.
+/// Releases the subscription's partition queues when the driver ends, also by a panic; after a
+/// panic it also ends the subscription, whose stream would otherwise wait for ever for a driver
+/// that is gone.
 struct ReleaseQueuesOnExit<'a>(&'a Subscription);
 
 impl Drop for ReleaseQueuesOnExit<'_> {
     fn drop(&mut self) {
         self.0.release_queues();
+        if std::thread::panicking() {
+            tracing::error!(topic = %self.0.topic, "the Kafka consumer's driver thread panicked; ending the subscription");
+            self.0.stop.cancel();
+            self.0.notify.notify_waiters();
+        }
     }
 }
 
