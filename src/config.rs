@@ -175,6 +175,10 @@ pub struct Config {
     #[arg(long, env = "JPEG_QUALITY", default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub jpeg_quality: u8,
 
+    /// Write progressive JPEGs (shown coarse first while they load) instead of baseline ones.
+    #[arg(long, env = "JPEG_PROGRESSIVE", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub jpeg_progressive: bool,
+
     /// Seconds all download attempts of one image may take together (a message's retries
     /// included); the attempt that uses up the rest records the image as failed.
     #[arg(long, env = "IMAGE_FETCH_BUDGET", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -386,6 +390,7 @@ mod tests {
         assert!(default_of("database_url").starts_with("sqlite://"));
         assert_eq!(default_of("image_size"), "1024");
         assert_eq!(default_of("jpeg_quality"), "80");
+        assert_eq!(default_of("jpeg_progressive"), "false");
         assert_eq!(default_of("allow_private_image_hosts"), "false");
     }
 
@@ -459,6 +464,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("--media-public-url"), "{error}");
+    }
+
+    /// `JPEG_PROGRESSIVE` reaches the image pipeline.
+    #[test]
+    fn progressive_jpegs_are_a_switch() {
+        for (args, progressive) in [
+            (&["x"][..], false),
+            (&["x", "--jpeg-progressive"][..], true),
+        ] {
+            let config = Config::try_parse_from(args).unwrap();
+            assert_eq!(config.jpeg_progressive, progressive);
+            assert_eq!(
+                crate::app::imaging_config(&config).jpeg_progressive,
+                progressive
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p product-pipeline-imaging --example compress -- <files or dirs>... --out <dir>
-//!     [--size 1024] [--quality 80] [--catmull-rom] [--webp]
+//!     [--size 1024] [--quality 80] [--catmull-rom] [--webp] [--progressive]
 //! ```
 //!
 //! Directories are walked recursively for .jpg/.jpeg/.png/.webp/.gif files. One file at a time on
@@ -16,7 +16,7 @@ use std::time::Instant;
 use product_pipeline_imaging::{compress, CompressOptions, ImagingConfig, ResizeFilter};
 
 const USAGE: &str = "usage: compress <files or dirs>... --out <dir> [--size N] [--quality Q] \
-                     [--catmull-rom] [--webp]";
+                     [--catmull-rom] [--webp] [--progressive]";
 
 fn collect(path: &Path, out: &mut Vec<PathBuf>) {
     if path.is_dir() {
@@ -66,6 +66,7 @@ fn main() -> ExitCode {
             }
             "--catmull-rom" => config.filter = ResizeFilter::CatmullRom,
             "--webp" => config.webp = true,
+            "--progressive" => config.jpeg_progressive = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;

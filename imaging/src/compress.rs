@@ -18,6 +18,8 @@ pub struct CompressOptions {
     pub target_size: u32,
     /// JPEG quality 1..=100.
     pub jpeg_quality: u8,
+    /// Progressive instead of baseline JPEG.
+    pub jpeg_progressive: bool,
     /// WebP quality 1..=100.
     pub webp_quality: u8,
     /// Output format.
@@ -39,6 +41,7 @@ impl From<&ImagingConfig> for CompressOptions {
         CompressOptions {
             target_size: c.target_size,
             jpeg_quality: c.jpeg_quality,
+            jpeg_progressive: c.jpeg_progressive,
             webp_quality: c.webp_quality,
             format: c.output_format(),
             filter: c.filter,
@@ -109,20 +112,17 @@ pub fn compress(bytes: &[u8], opts: &CompressOptions) -> Result<Compressed, Imag
     let pixels = pixels.oriented(probe.orientation);
     let (width, height) = (pixels.width, pixels.height);
 
-    let quality = match opts.format {
-        OutputFormat::Jpeg => opts.jpeg_quality,
-        OutputFormat::WebP => opts.webp_quality,
-    };
-    let data = encode::encode(&pixels, opts.format, quality)?;
+    let data = encode::encode(&pixels, opts)?;
 
-    // Keep the source if it is already a browser-friendly JPEG of the right size and would not
-    // shrink: same pixels, no generation loss.
+    // Keep the source if it is already a browser-friendly JPEG of the right size and scan mode
+    // and would not shrink: same pixels, no generation loss.
     if opts.format == OutputFormat::Jpeg && (fit_w, fit_h) == (probe.width, probe.height) {
         if let Some(info) = probe.jpeg {
             let keepable = info.orientation == Orientation::NoTransforms
                 && !info.is_cmyk()
                 && !info.lossless
-                && !info.arithmetic;
+                && !info.arithmetic
+                && info.progressive == opts.jpeg_progressive;
             if keepable {
                 if let Some(stripped) = jpeg::strip_metadata(bytes) {
                     if stripped.len() <= data.len() {
@@ -152,4 +152,47 @@ pub fn compress(bytes: &[u8], opts: &CompressOptions) -> Result<Compressed, Imag
         source_height,
         kept_source: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_images;
+
+    /// Whether `jpeg` has progressive scans, as its header says.
+    fn is_progressive(jpeg: &[u8]) -> bool {
+        let plan = decode::plan(jpeg, &DecodeLimits::default(), None).unwrap();
+        plan.probe.jpeg.expect("a JPEG").progressive
+    }
+
+    #[test]
+    fn jpeg_progressive_writes_progressive_jpegs_and_baseline_stays_the_default() {
+        let source = test_images::photo_jpeg(1600, 1200, 92);
+        let baseline = compress(&source, &CompressOptions::default()).unwrap();
+        assert!(!is_progressive(&baseline.data));
+        let options = CompressOptions {
+            jpeg_progressive: true,
+            ..CompressOptions::default()
+        };
+        let progressive = compress(&source, &options).unwrap();
+        assert!(is_progressive(&progressive.data));
+        let decoded = image::load_from_memory(&progressive.data).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (1024, 768));
+    }
+
+    /// A small baseline JPEG is kept as it is by default, but not when progressive output is
+    /// asked for: the output is progressive either way.
+    #[test]
+    fn a_kept_source_has_the_scan_mode_asked_for() {
+        let source = test_images::photo_jpeg(300, 200, 60);
+        let kept = compress(&source, &CompressOptions::default()).unwrap();
+        assert!(kept.kept_source);
+        let options = CompressOptions {
+            jpeg_progressive: true,
+            ..CompressOptions::default()
+        };
+        let progressive = compress(&source, &options).unwrap();
+        assert!(!progressive.kept_source);
+        assert!(is_progressive(&progressive.data));
+    }
 }

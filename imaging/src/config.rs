@@ -83,6 +83,9 @@ pub struct ImagingConfig {
     pub target_size: u32,
     /// JPEG quality, 1..=100.
     pub jpeg_quality: u8,
+    /// Progressive JPEGs instead of baseline ones (default `false`: baseline 4:2:0, optimized
+    /// Huffman tables).
+    pub jpeg_progressive: bool,
     /// Resampling filter.
     pub filter: ResizeFilter,
     /// Write lossy WebP instead of JPEG (needs the crate feature `webp`).
@@ -116,6 +119,7 @@ impl Default for ImagingConfig {
             max_decode_alloc: 512 * 1024 * 1024,
             target_size: 1024,
             jpeg_quality: 80,
+            jpeg_progressive: false,
             filter: ResizeFilter::Lanczos3,
             webp: false,
             webp_quality: 80,

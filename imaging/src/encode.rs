@@ -1,15 +1,17 @@
 //! Output encoding: JPEG through libjpeg-turbo, or lossy WebP (feature `webp`).
 
+use crate::compress::CompressOptions;
 use crate::config::OutputFormat;
 use crate::error::ImagingError;
 use crate::jpeg;
 use crate::pixels::{Layout, Pixels};
 
-/// Encodes `pixels` as `format` at `quality` (1..=100). Metadata is never written.
-pub fn encode(pixels: &Pixels, format: OutputFormat, quality: u8) -> Result<Vec<u8>, ImagingError> {
-    match format {
-        OutputFormat::Jpeg => jpeg::encode(pixels, quality),
-        OutputFormat::WebP => encode_webp(pixels, quality),
+/// Encodes `pixels` in the format, quality and (for JPEG) scan mode of `opts`. Metadata is
+/// never written.
+pub fn encode(pixels: &Pixels, opts: &CompressOptions) -> Result<Vec<u8>, ImagingError> {
+    match opts.format {
+        OutputFormat::Jpeg => jpeg::encode_with(pixels, opts.jpeg_quality, opts.jpeg_progressive),
+        OutputFormat::WebP => encode_webp(pixels, opts.webp_quality),
     }
 }
 
@@ -58,7 +60,11 @@ mod tests {
             layout: Layout::Rgb,
             data: (0..64 * 48 * 3).map(|i| (i % 251) as u8).collect(),
         };
-        let out = encode(&pixels, OutputFormat::WebP, 80).unwrap();
+        let webp = CompressOptions {
+            format: OutputFormat::WebP,
+            ..CompressOptions::default()
+        };
+        let out = encode(&pixels, &webp).unwrap();
         assert_eq!(&out[0..4], b"RIFF");
         assert_eq!(&out[8..16], b"WEBPVP8 ", "lossy bitstream");
         let back = image::load_from_memory(&out).unwrap();
@@ -69,6 +75,6 @@ mod tests {
             layout: Layout::Gray,
             data: vec![128; 64],
         };
-        assert!(encode(&gray, OutputFormat::WebP, 80).is_ok());
+        assert!(encode(&gray, &webp).is_ok());
     }
 }

@@ -164,6 +164,17 @@ pub fn decode_scaled(
 /// Encodes with libjpeg-turbo: baseline, 4:2:0 (gray stays gray), optimized Huffman tables,
 /// no metadata.
 pub fn encode(pixels: &Pixels, quality: u8) -> Result<Vec<u8>, ImagingError> {
+    encode_with(pixels, quality, false)
+}
+
+/// Like [`encode`], as a progressive JPEG when `progressive` (scans of growing detail, which a
+/// browser shows coarse first; a little smaller than baseline for photos, slower to encode and
+/// decode).
+pub fn encode_with(
+    pixels: &Pixels,
+    quality: u8,
+    progressive: bool,
+) -> Result<Vec<u8>, ImagingError> {
     let enc_err = |e: turbojpeg::Error| ImagingError::Encode {
         detail: format!("JPEG: {e}"),
     };
@@ -175,6 +186,7 @@ pub fn encode(pixels: &Pixels, quality: u8) -> Result<Vec<u8>, ImagingError> {
     };
     c.set_subsamp(subsamp).map_err(enc_err)?;
     c.set_optimize(true).map_err(enc_err)?;
+    c.set_progressive(progressive).map_err(enc_err)?;
     let width = pixels.width as usize;
     c.compress_to_vec(Image {
         pixels: pixels.data.as_slice(),

@@ -63,6 +63,7 @@ pub fn imaging_config(config: &Config) -> product_pipeline_imaging::ImagingConfi
         allow_private_hosts: config.allow_private_image_hosts,
         target_size: config.image_size,
         jpeg_quality: config.jpeg_quality,
+        jpeg_progressive: config.jpeg_progressive,
         memory_budget: (config.worker_memory_budget > 0).then_some(config.worker_memory_budget),
         ..product_pipeline_imaging::ImagingConfig::default()
     }
