@@ -70,6 +70,12 @@ pub struct Config {
     )]
     pub amqp_url: String,
 
+    /// Seconds after which RabbitMQ deletes a queue that has had no consumer (`x-expires`), for
+    /// groups that come and go; 0 (default): queues stay until deleted. Set it before a group's
+    /// queue is first declared: RabbitMQ refuses to redeclare a queue with other arguments.
+    #[arg(long, env = "AMQP_QUEUE_EXPIRES", default_value_t = 0)]
+    pub amqp_queue_expires: u64,
+
     /// Kafka bootstrap servers, comma-separated (with `BROKER=kafka`).
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub kafka_brokers: String,

@@ -250,6 +250,9 @@ fn base_config() -> (Config, tempfile::TempDir) {
     config.database_schema = None;
     config.topic_prefix = format!("{}.", testsupport::unique_name("e2e"));
     config.consumer_group = "e2e-workers".into();
+    // Every stack declares queues of its own topics: RabbitMQ deletes them once the stack is
+    // gone, instead of accumulating hundreds of quorum queues over runs.
+    config.amqp_queue_expires = 300;
     (config, media)
 }
 
@@ -438,7 +441,8 @@ impl Process {
             BrokerKind::Memory => command.env("BROKER", "memory"),
             BrokerKind::Rabbit => command
                 .env("BROKER", "rabbit")
-                .env("AMQP_URL", &config.amqp_url),
+                .env("AMQP_URL", &config.amqp_url)
+                .env("AMQP_QUEUE_EXPIRES", config.amqp_queue_expires.to_string()),
             BrokerKind::Kafka => command
                 .env("BROKER", "kafka")
                 .env("KAFKA_BROKERS", &config.kafka_brokers),
