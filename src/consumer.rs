@@ -150,11 +150,11 @@ impl Handler for ImageConsumer {
                 version = product.version,
                 "stale event; skipping"
             );
-            return Ok(());
+            return self.tidy_if_final(&product).await;
         }
         if product.status.is_final() {
             info!(product_id, status = %product.status, "already processed; skipping");
-            return Ok(());
+            return self.tidy_if_final(&product).await;
         }
         if attempt.number() > attempt.max() {
             return Err(self.give_up_after_crashes(&product, attempt.number()).await);
@@ -219,13 +219,8 @@ impl Handler for ImageConsumer {
             return self.discard_superseded(product_id).await;
         }
         info!(product_id, version = product.version, status = %result.status, "product processed");
-        self.delete_superseded(
-            product_id,
-            product.version,
-            &result.compressed_product_images,
-        )
-        .await;
-        Ok(())
+        self.delete_superseded(product_id, &result.compressed_product_images)
+            .await
     }
 }
 
@@ -251,16 +246,27 @@ impl ImageConsumer {
                 reason: reason.clone(),
             })
             .collect();
-        match self
+        let recorded = self
             .products
             .record_result(
                 product.product_id,
                 product.version,
                 &ProcessingResult::new(vec![], errors),
             )
-            .await
-        {
-            Ok(_) => Error::permanent(reason),
+            .await;
+        match recorded {
+            Ok(Recorded::Applied | Recorded::Unchanged) => {
+                // Recorded without images: whatever earlier versions stored goes.
+                match self.tidy(product.product_id, &[]).await {
+                    Ok(()) => Error::permanent(reason),
+                    Err(error) => error,
+                }
+            }
+            // The product changed or went meanwhile: not poisonous after all.
+            Ok(Recorded::Superseded) => match self.discard_superseded(product.product_id).await {
+                Ok(()) => Error::permanent(format!("{reason}; superseded meanwhile")),
+                Err(error) => error,
+            },
             Err(error) => repo_error(error),
         }
     }
@@ -294,9 +300,7 @@ impl ImageConsumer {
         match self.products.get_product(product_id).await {
             Ok(None) => self.purge(product_id).await,
             Ok(Some(row)) if row.status.is_final() => {
-                self.delete_unreferenced(product_id, &row.compressed_product_images)
-                    .await;
-                Ok(())
+                self.tidy(product_id, &row.compressed_product_images).await
             }
             Ok(Some(_)) => Ok(()),
             Err(error) => Err(repo_error(error)),
@@ -304,34 +308,53 @@ impl ImageConsumer {
     }
 
     /// Deletes what an earlier version or attempt stored with other bytes, now that the row
-    /// names the new keys. Only while the row is still at `version` and names exactly `keys`: if
-    /// the product changed since, the newer version's worker cleans up after it. A failure
-    /// leaves garbage, not a missing object, so it is logged and counted rather than retried: a
-    /// retry would skip the finished product anyway.
-    async fn delete_superseded(&self, product_id: i64, version: i64, keys: &[String]) {
+    /// names the new keys: only while the row is final and names exactly `keys` (a change of the
+    /// product's own fields meanwhile keeps both); if its images changed since, the newer
+    /// version's worker cleans up after it.
+    async fn delete_superseded(&self, product_id: i64, keys: &[String]) -> mq_core::Result<()> {
         match self.products.get_product(product_id).await {
-            Ok(Some(row)) if row.version == version && row.compressed_product_images == keys => {
-                self.delete_unreferenced(product_id, keys).await
+            Ok(Some(row)) if row.status.is_final() && row.compressed_product_images == keys => {
+                self.tidy(product_id, keys).await
             }
-            Ok(_) => info!(
-                product_id,
-                "the product changed meanwhile; leaving the cleanup to its newer version"
-            ),
-            Err(error) => {
-                metrics::counter!("media_cleanup_failures_total").increment(1);
-                warn!(product_id, %error, "could not re-read the product; superseded media kept");
+            Ok(_) => {
+                info!(
+                    product_id,
+                    "the product's images changed meanwhile; leaving the cleanup to the newer version"
+                );
+                Ok(())
             }
+            Err(error) => Err(repo_error(error)),
         }
     }
 
-    /// Deletes the objects of `product_id` that `keep` does not name; logs and counts a failure.
-    async fn delete_unreferenced(&self, product_id: i64, keep: &[String]) {
+    /// On an event that needs no processing (stale, or a redelivery of a finished product):
+    /// deletes what the final row does not name. So garbage that a crash after recording, or a
+    /// late write of a superseded attempt, left behind goes with the next event of the product.
+    async fn tidy_if_final(&self, row: &Product) -> mq_core::Result<()> {
+        if row.status.is_final() {
+            self.tidy(row.product_id, &row.compressed_product_images)
+                .await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Deletes the objects of `product_id` that `keep` does not name. A failure is transient:
+    /// the message retries, and its redelivery, finding the product finished, tidies again.
+    async fn tidy(&self, product_id: i64, keep: &[String]) -> mq_core::Result<()> {
         match self.images.retain(product_id, keep).await {
-            Ok(0) => {}
-            Ok(deleted) => info!(product_id, deleted, "superseded media deleted"),
+            Ok(0) => Ok(()),
+            Ok(deleted) => {
+                info!(product_id, deleted, "superseded media deleted");
+                Ok(())
+            }
             Err(failure) => {
                 metrics::counter!("media_cleanup_failures_total").increment(1);
-                warn!(product_id, reason = %failure.reason, "could not delete superseded media");
+                warn!(product_id, reason = %failure.reason, "could not delete superseded media; retrying");
+                Err(Error::transient(format!(
+                    "deleting superseded media of product {product_id}: {}",
+                    failure.reason
+                )))
             }
         }
     }
@@ -441,6 +464,12 @@ mod tests {
             .returning(|_, _, _| Ok(Recorded::Applied));
         let mut images = MockImageProcessor::new();
         images.expect_process().never();
+        // Recorded without images: nothing stored for the product stays.
+        images
+            .expect_retain()
+            .withf(|id, keep| *id == 9 && keep.is_empty())
+            .times(1)
+            .returning(|_, _| Ok(0));
         let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images));
         let error = consumer
             .handle(&created(9), Attempt::new(6, 5))
@@ -547,9 +576,10 @@ mod tests {
             .unwrap();
     }
 
-    /// A cleanup that fails does not fail the message: the result is recorded.
+    /// A cleanup that fails after the result is recorded fails the message transiently: its
+    /// redelivery finds the product finished and tidies again.
     #[tokio::test]
-    async fn a_failed_cleanup_still_acks() {
+    async fn a_failed_cleanup_is_retried() {
         let (repo, mut images) = one_new_image(&["products/9/0-new.jpg"]);
         images.expect_retain().times(1).returning(|_, _| {
             Err(ImageFailure {
@@ -559,20 +589,28 @@ mod tests {
             })
         });
         let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images));
-        consumer
+        let error = consumer
             .handle(&created(9), Attempt::new(1, 5))
             .await
-            .unwrap();
+            .unwrap_err();
+        assert!(error.is_transient(), "{error}");
     }
 
+    /// A redelivery of a finished product processes nothing, and deletes what the row does not
+    /// name (garbage of a crash after recording, or of a superseded attempt's late write).
     #[tokio::test]
-    async fn a_finished_product_is_skipped() {
+    async fn a_finished_product_is_skipped_and_tidied() {
         let mut repo = MockProductRepo::new();
         repo.expect_mark_processing()
             .returning(|_, _| Ok(Some(product(ProductStatus::Done, 2))));
         repo.expect_record_result().never();
         let mut images = MockImageProcessor::new();
         images.expect_process().never();
+        images
+            .expect_retain()
+            .withf(|id, keep| *id == 9 && keep.is_empty())
+            .times(1)
+            .returning(|_, _| Ok(1));
         let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images));
         consumer
             .handle(&created(9), Attempt::new(2, 5))

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use mq_core::domain::{Created, Product, ProductChange};
+use mq_core::domain::{Created, Product, ProductChange, RepoError};
 use serde_json::Map;
 
 use super::products::ProductView;
@@ -42,7 +42,7 @@ pub(super) async fn update(
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, "product")?;
-    let route = format!("PATCH /products/{id}");
+    let route = versions::with_precondition(format!("PATCH /products/{id}"), &headers);
     let key = idempotency::from_request(&headers, &route, &body, state.idempotency_ttl)?;
     let patch = validate::product_patch(&body)?;
     let outcome = change(&state, id, ProductChange::Update(patch), &headers, key).await?;
@@ -74,7 +74,7 @@ pub(super) async fn reprocess(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, "product")?;
-    let route = format!("POST /products/{id}/reprocess");
+    let route = versions::with_precondition(format!("POST /products/{id}/reprocess"), &headers);
     let key = idempotency::from_request(&headers, &route, &Map::new(), state.idempotency_ttl)?;
     let outcome = change(&state, id, ProductChange::Reprocess, &headers, key).await?;
     Ok(with_product(StatusCode::ACCEPTED, outcome, &state))
@@ -104,7 +104,7 @@ pub(super) async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, "product")?;
-    let route = format!("DELETE /products/{id}");
+    let route = versions::with_precondition(format!("DELETE /products/{id}"), &headers);
     let key = idempotency::from_request(&headers, &route, &Map::new(), state.idempotency_ttl)?;
     let outcome = change(&state, id, ProductChange::Delete, &headers, key).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -131,7 +131,7 @@ async fn change(
                 .products
                 .get_product(id)
                 .await?
-                .ok_or_else(|| ApiError::not_found(format!("product {id}")))?;
+                .ok_or_else(versions::precondition_failed)?;
             Some(
                 versions
                     .iter()
@@ -144,7 +144,12 @@ async fn change(
     let outcome = state
         .products
         .change_product(id, change, if_version, message_headers(headers), key)
-        .await?;
+        .await
+        .map_err(|error| match error {
+            // RFC 9110 §13.1.1: If-Match on a resource that does not exist is false.
+            RepoError::NotFound { .. } if if_version.is_some() => versions::precondition_failed(),
+            other => other.into(),
+        })?;
     if !outcome.is_replay() {
         state.outbox_wakeup.notify_one();
     }

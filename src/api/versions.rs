@@ -75,6 +75,21 @@ pub(super) fn if_match(headers: &HeaderMap) -> Result<Option<Vec<i64>>, ApiError
     })
 }
 
+/// `route` with the request's `If-Match` values, for the idempotency fingerprint: a retry that
+/// states another precondition is another request.
+pub(super) fn with_precondition(route: String, headers: &HeaderMap) -> String {
+    let tags: Vec<&str> = headers
+        .get_all(IF_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    if tags.is_empty() {
+        route
+    } else {
+        format!("{route} if-match {}", tags.join(","))
+    }
+}
+
 /// The answer to an `If-Match` that cannot hold.
 pub(super) fn precondition_failed() -> ApiError {
     ApiError::new(
