@@ -50,6 +50,30 @@ where
     write
 }
 
+impl Store {
+    /// Runs `write` in one transaction, in this store's write turn: committed when it succeeds,
+    /// rolled back explicitly when it fails, so that on SQLite the write lock is gone before
+    /// the turn is (a dropped transaction would roll back later, keeping the next writer
+    /// waiting).
+    pub(crate) async fn in_transaction<T, F>(&self, write: F) -> Result<T, RepoError>
+    where
+        F: Fn(&DatabaseTransaction) -> Insert<'_, T> + Send + Sync,
+    {
+        let _turn = self.write_turn().await?;
+        let txn = self.db.begin().await.map_err(repo_err)?;
+        match write(&txn).await {
+            Ok(value) => {
+                txn.commit().await.map_err(repo_err)?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = txn.rollback().await;
+                Err(e)
+            }
+        }
+    }
+}
+
 /// A row that an idempotency key keeps a snapshot of.
 pub(crate) trait Snapshot: Serialize + DeserializeOwned + Send {
     /// The key's scope: keys of different scopes never meet.

@@ -48,6 +48,17 @@ pub(super) async fn change(
     if_version: Option<i64>,
     headers: BTreeMap<String, String>,
 ) -> Result<Product, RepoError> {
+    if dialect == Dialect::Sqlite {
+        // SQLite has no row locks, and a transaction that reads first fails with BUSY_SNAPSHOT
+        // when another process writes before it does: writing first takes the database's write
+        // lock for the whole transaction.
+        product::Entity::update_many()
+            .col_expr(Column::Version, Expr::col(Column::Version).into())
+            .filter(Column::Id.eq(id))
+            .exec(txn)
+            .await
+            .map_err(repo_err)?;
+    }
     let row = product::Entity::find_by_id(id)
         .lock_exclusive()
         .one(txn)

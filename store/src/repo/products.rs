@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use sea_orm::sea_query::{Expr, Func, LikeExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
 use crate::entities::{product, ImageErrorList, StoredPrice, TextList};
@@ -108,11 +108,10 @@ impl ProductRepo for Store {
         headers: BTreeMap<String, String>,
     ) -> Result<Product, RepoError> {
         let price = self.stored_price(new.product_price)?;
-        let _turn = self.write_turn().await?;
-        let txn = self.db.begin().await.map_err(repo_err)?;
-        let product = insert_product(&txn, price, new, headers).await?;
-        txn.commit().await.map_err(repo_err)?;
-        Ok(product)
+        self.in_transaction(|txn| {
+            Box::pin(insert_product(txn, price, new.clone(), headers.clone()))
+        })
+        .await
     }
 
     async fn create_product_idempotent(
@@ -199,13 +198,7 @@ impl ProductRepo for Store {
         });
         match key {
             Some(key) => self.create_idempotent(&key, change).await,
-            None => {
-                let _turn = self.write_turn().await?;
-                let txn = self.db.begin().await.map_err(repo_err)?;
-                let product = change(&txn).await?;
-                txn.commit().await.map_err(repo_err)?;
-                Ok(Created::New(product))
-            }
+            None => self.in_transaction(change).await.map(Created::New),
         }
     }
 
@@ -226,11 +219,14 @@ impl ProductRepo for Store {
         version: i64,
         result: &ProcessingResult,
     ) -> Result<Recorded, RepoError> {
-        let _turn = self.write_turn().await?;
-        let txn = self.db.begin().await.map_err(repo_err)?;
-        let recorded = super::lifecycle::record_result(&txn, id, version, result).await?;
-        txn.commit().await.map_err(repo_err)?;
-        Ok(recorded)
+        let result = result.clone();
+        self.in_transaction(|txn| {
+            let result = result.clone();
+            Box::pin(
+                async move { super::lifecycle::record_result(txn, id, version, &result).await },
+            )
+        })
+        .await
     }
 
     async fn count_by_status(&self) -> Result<Vec<(ProductStatus, u64)>, RepoError> {
