@@ -26,6 +26,7 @@ suite!(
     results_count_only_for_their_version,
     idempotent_changes_replay,
     concurrent_changes_make_distinct_versions,
+    changes_from_two_processes_make_distinct_versions,
     users_are_listed_changed_and_deleted,
 );
 
@@ -349,6 +350,30 @@ async fn concurrent_changes_make_distinct_versions(ctx: TestCtx) {
     versions.sort_unstable();
     assert_eq!(versions, (2..=9).collect::<Vec<_>>());
     assert_eq!(store.get_product(id).await.unwrap().unwrap().version, 9);
+}
+
+/// Two stores on one database (two processes: on SQLite each has its own write turn) change one
+/// product at once: every change succeeds with a version of its own. On SQLite a change that read
+/// before the other process wrote would otherwise fail with BUSY_SNAPSHOT (a 503).
+async fn changes_from_two_processes_make_distinct_versions(ctx: TestCtx) {
+    let other = Store::connect(&ctx.url, ctx.options.clone()).await.unwrap();
+    let id = product(&ctx.store, "5550208").await.product_id;
+    let changes = (1..=16).map(|i| {
+        let store = if i % 2 == 0 {
+            ctx.store.clone()
+        } else {
+            other.clone()
+        };
+        tokio::spawn(async move { change(&store, id, price(&format!("{i}.00"))).await })
+    });
+    let mut versions: Vec<i64> = futures::future::join_all(changes)
+        .await
+        .into_iter()
+        .map(|joined| joined.unwrap().unwrap().version)
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=17).collect::<Vec<_>>());
+    other.close().await.unwrap();
 }
 
 async fn users_are_listed_changed_and_deleted(ctx: TestCtx) {
