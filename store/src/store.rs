@@ -1,18 +1,26 @@
 //! [`Store`]: connecting, options and migrations.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use mq_core::domain::RepoError;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, TransactionTrait};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, TransactionTrait,
+};
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::dialect::Dialect;
 use crate::error::repo_err;
 use crate::migration::Migrator;
+
+/// A write (a row and whatever belongs to it, such as its outbox row) on the transaction it is
+/// given; see [`Store::in_transaction`].
+pub(crate) type Insert<'t, T> = Pin<Box<dyn Future<Output = Result<T, RepoError>> + Send + 't>>;
 
 /// Connection settings for [`Store::connect`].
 #[derive(Clone, Debug)]
@@ -133,6 +141,28 @@ impl Store {
                 "no SQLite write slot within {:?}",
                 self.write_timeout
             ))),
+        }
+    }
+
+    /// Runs `write` in one transaction, in this store's write turn: committed when it succeeds,
+    /// rolled back explicitly when it fails, so that on SQLite the write lock is gone before
+    /// the turn is (a dropped transaction would roll back later, keeping the next writer
+    /// waiting).
+    pub(crate) async fn in_transaction<T, F>(&self, write: F) -> Result<T, RepoError>
+    where
+        F: FnOnce(&DatabaseTransaction) -> Insert<'_, T>,
+    {
+        let _turn = self.write_turn().await?;
+        let txn = self.db.begin().await.map_err(repo_err)?;
+        match write(&txn).await {
+            Ok(value) => {
+                txn.commit().await.map_err(repo_err)?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = txn.rollback().await;
+                Err(e)
+            }
         }
     }
 

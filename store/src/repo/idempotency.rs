@@ -9,8 +9,6 @@
 //! itself (a user's mobile, which the winner has just taken): an insert that fails looks for the
 //! key too, and replays it when it is there.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -26,7 +24,7 @@ use serde::Serialize;
 
 use crate::entities::idempotency_key::{self, Column};
 use crate::error::repo_err;
-use crate::store::{now, Store};
+use crate::store::{now, Insert, Store};
 
 /// Longest time a key is remembered (longer TTLs are cut to this). Keeps `expires_at` within
 /// four-digit years, which SQLite compares as text.
@@ -38,9 +36,6 @@ const PURGE_BATCH: u64 = 1000;
 /// Attempts before giving up when concurrent calls with the same key keep winning it.
 const MAX_ATTEMPTS: usize = 3;
 
-/// Inserts a row, and whatever belongs to it, in the transaction it is given.
-pub(crate) type Insert<'t, T> = Pin<Box<dyn Future<Output = Result<T, RepoError>> + Send + 't>>;
-
 /// `write` as the closure [`Store::create_idempotent`] takes, for a caller that also runs it
 /// without a key: gives the closure its higher-ranked signature.
 pub(crate) fn as_write<T, F>(write: F) -> F
@@ -48,30 +43,6 @@ where
     F: Fn(&DatabaseTransaction) -> Insert<'_, T> + Send + Sync,
 {
     write
-}
-
-impl Store {
-    /// Runs `write` in one transaction, in this store's write turn: committed when it succeeds,
-    /// rolled back explicitly when it fails, so that on SQLite the write lock is gone before
-    /// the turn is (a dropped transaction would roll back later, keeping the next writer
-    /// waiting).
-    pub(crate) async fn in_transaction<T, F>(&self, write: F) -> Result<T, RepoError>
-    where
-        F: Fn(&DatabaseTransaction) -> Insert<'_, T> + Send + Sync,
-    {
-        let _turn = self.write_turn().await?;
-        let txn = self.db.begin().await.map_err(repo_err)?;
-        match write(&txn).await {
-            Ok(value) => {
-                txn.commit().await.map_err(repo_err)?;
-                Ok(value)
-            }
-            Err(e) => {
-                let _ = txn.rollback().await;
-                Err(e)
-            }
-        }
-    }
 }
 
 /// A row that an idempotency key keeps a snapshot of.

@@ -108,10 +108,8 @@ impl ProductRepo for Store {
         headers: BTreeMap<String, String>,
     ) -> Result<Product, RepoError> {
         let price = self.stored_price(new.product_price)?;
-        self.in_transaction(|txn| {
-            Box::pin(insert_product(txn, price, new.clone(), headers.clone()))
-        })
-        .await
+        self.in_transaction(move |txn| Box::pin(insert_product(txn, price, new, headers)))
+            .await
     }
 
     async fn create_product_idempotent(
@@ -220,8 +218,7 @@ impl ProductRepo for Store {
         result: &ProcessingResult,
     ) -> Result<Recorded, RepoError> {
         let result = result.clone();
-        self.in_transaction(|txn| {
-            let result = result.clone();
+        self.in_transaction(move |txn| {
             Box::pin(
                 async move { super::lifecycle::record_result(txn, id, version, &result).await },
             )
