@@ -46,14 +46,12 @@ pub async fn connect_broker(config: &Config) -> Result<Broker, StartupError> {
 #[cfg(feature = "rabbit")]
 async fn rabbit(config: &Config) -> Result<Broker, StartupError> {
     use mq_rabbit::{RabbitConfig, RabbitPublisher, RabbitSubscriber};
-    let mut rabbit = RabbitConfig {
+    let rabbit = RabbitConfig {
         prefetch: u16::try_from(config.worker_concurrency * 2).unwrap_or(u16::MAX),
+        queue_expires: (config.amqp_queue_expires > 0)
+            .then(|| std::time::Duration::from_secs(config.amqp_queue_expires)),
         ..RabbitConfig::new(&config.amqp_url)
     };
-    if config.amqp_queue_expires > 0 {
-        rabbit =
-            rabbit.with_queue_expires(std::time::Duration::from_secs(config.amqp_queue_expires));
-    }
     let publisher = RabbitPublisher::connect(rabbit.clone()).await?;
     let subscriber = RabbitSubscriber::connect(rabbit).await?;
     Ok((Arc::new(publisher), Arc::new(subscriber)))

@@ -299,10 +299,7 @@ impl ImageConsumer {
     async fn discard_superseded(&self, product_id: i64) -> mq_core::Result<()> {
         match self.products.get_product(product_id).await {
             Ok(None) => self.purge(product_id).await,
-            Ok(Some(row)) if row.status.is_final() => {
-                self.tidy(product_id, &row.compressed_product_images).await
-            }
-            Ok(Some(_)) => Ok(()),
+            Ok(Some(row)) => self.tidy_if_final(&row).await,
             Err(error) => Err(repo_error(error)),
         }
     }
