@@ -45,16 +45,23 @@ pub async fn connect_broker(config: &Config) -> Result<Broker, StartupError> {
 /// Publisher and subscriber on RabbitMQ at `AMQP_URL`.
 #[cfg(feature = "rabbit")]
 async fn rabbit(config: &Config) -> Result<Broker, StartupError> {
-    use mq_rabbit::{RabbitConfig, RabbitPublisher, RabbitSubscriber};
-    let rabbit = RabbitConfig {
-        prefetch: u16::try_from(config.worker_concurrency * 2).unwrap_or(u16::MAX),
-        queue_expires: (config.amqp_queue_expires > 0)
-            .then(|| std::time::Duration::from_secs(config.amqp_queue_expires)),
-        ..RabbitConfig::new(&config.amqp_url)
-    };
+    use mq_rabbit::{RabbitPublisher, RabbitSubscriber};
+    let rabbit = rabbit_config(config);
     let publisher = RabbitPublisher::connect(rabbit.clone()).await?;
     let subscriber = RabbitSubscriber::connect(rabbit).await?;
     Ok((Arc::new(publisher), Arc::new(subscriber)))
+}
+
+/// The RabbitMQ settings `config` selects: `AMQP_URL`, a prefetch of two deliveries per worker
+/// slot, and `AMQP_QUEUE_EXPIRES` (0: queues never expire).
+#[cfg(feature = "rabbit")]
+fn rabbit_config(config: &Config) -> mq_rabbit::RabbitConfig {
+    mq_rabbit::RabbitConfig {
+        prefetch: u16::try_from(config.worker_concurrency * 2).unwrap_or(u16::MAX),
+        queue_expires: (config.amqp_queue_expires > 0)
+            .then(|| std::time::Duration::from_secs(config.amqp_queue_expires)),
+        ..mq_rabbit::RabbitConfig::new(&config.amqp_url)
+    }
 }
 
 /// Publisher and subscriber on Kafka at `KAFKA_BROKERS`.
@@ -68,4 +75,23 @@ fn kafka(config: &Config) -> Result<Broker, StartupError> {
     let publisher = KafkaPublisher::new(kafka.clone())?;
     let subscriber = KafkaSubscriber::new(kafka)?;
     Ok((Arc::new(publisher), Arc::new(subscriber)))
+}
+
+#[cfg(all(test, feature = "rabbit"))]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn amqp_queue_expires_reaches_the_queues_and_zero_keeps_them() {
+        let mut config = Config::from_env().unwrap();
+        config.amqp_queue_expires = 0;
+        assert_eq!(rabbit_config(&config).queue_expires, None);
+        config.amqp_queue_expires = 300;
+        assert_eq!(
+            rabbit_config(&config).queue_expires,
+            Some(Duration::from_secs(300))
+        );
+    }
 }
