@@ -5,8 +5,11 @@
 //! as it is, not on the event:
 //! - the row is gone (deleted): every stored object of the product is deleted;
 //! - the row is at another version: the event is stale (a later one is coming or came) and is
-//!   acked without work;
-//! - the row has a final status: nothing to do (a redelivery, or a change that kept the images);
+//!   acked without processing;
+//! - the row has a final status: nothing to process (a redelivery, or a change that kept the
+//!   images);
+//! - in both cases, when the row is final, what it does not name is deleted, so garbage that a
+//!   crash after recording or a superseded attempt's late write left goes with the next event;
 //! - otherwise it marks the product `processing`, fetches and compresses all its images
 //!   concurrently, and records keys, status and image errors, with the `products.processed`
 //!   event, only while the row is still at the version it read. Then it deletes what earlier
@@ -26,8 +29,8 @@
 //! land within the milliseconds between a cleanup's read and its deletes; reprocessing the
 //! product repairs it.
 //!
-//! Failure handling: an undecodable payload or a missing product is permanent (dead-lettered); a
-//! database outage is transient (retried). An image that fails permanently (404, not an image,
+//! Failure handling: an undecodable payload is permanent (dead-lettered); a database outage, or a
+//! media store that fails a cleanup, is transient (retried). An image that fails permanently (404, not an image,
 //! too large) is recorded in `image_errors`; one that fails transiently (timeout, 5xx) makes the
 //! whole message retry, until the last attempt, where it is recorded like a permanent failure.
 //! A media-store failure is never the image's fault and never recorded: the message retries,
