@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
+use product_pipeline_imaging::OutputFormat;
 
 /// Which message broker carries `products.created`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -177,9 +178,24 @@ pub struct Config {
     #[arg(long, env = "IMAGE_SIZE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=8192))]
     pub image_size: u32,
 
+    /// Longest sides of the renditions made of every image, comma-separated (e.g.
+    /// `320,640,1024,2048`); each fits inside that square and is never upscaled. The primary one,
+    /// which `compressed_product_images` names, is the largest JPEG not above `IMAGE_SIZE`.
+    #[arg(long, env = "IMAGE_RENDITIONS", default_value = "320,1024", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(16..=8192))]
+    pub image_renditions: Vec<u32>,
+
+    /// Formats every rendition is written in, comma-separated: `jpeg` (required: the primary
+    /// rendition is one) and `webp` (cargo feature `webp`, on by default).
+    #[arg(long, env = "IMAGE_FORMATS", default_value = DEFAULT_IMAGE_FORMATS, value_delimiter = ',', value_parser = parse_format)]
+    pub image_formats: Vec<OutputFormat>,
+
     /// JPEG quality of compressed images.
     #[arg(long, env = "JPEG_QUALITY", default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub jpeg_quality: u8,
+
+    /// WebP quality of compressed images (with `webp` in `IMAGE_FORMATS`).
+    #[arg(long, env = "WEBP_QUALITY", default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub webp_quality: u8,
 
     /// Write progressive JPEGs (shown coarse first while they load) instead of baseline ones.
     #[arg(long, env = "JPEG_PROGRESSIVE", default_value = "false", value_parser = BoolishValueParser::new())]
@@ -231,6 +247,24 @@ pub struct Config {
 }
 
 /// A size: a number of bytes, optionally followed by `KiB`, `MiB` or `GiB` (or `K`, `M`, `G`).
+/// `IMAGE_FORMATS` by default: JPEG, and WebP when it is built in.
+const DEFAULT_IMAGE_FORMATS: &str = if cfg!(feature = "webp") {
+    "jpeg,webp"
+} else {
+    "jpeg"
+};
+
+fn parse_format(raw: &str) -> Result<OutputFormat, String> {
+    let format: OutputFormat = raw.parse()?;
+    if format.is_available() {
+        Ok(format)
+    } else {
+        Err(format!(
+            "{format} is not built in; build with the cargo feature `{format}`"
+        ))
+    }
+}
+
 fn parse_bytes(raw: &str) -> Result<u64, String> {
     let raw = raw.trim();
     let digits = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
@@ -486,6 +520,45 @@ mod tests {
                 progressive
             );
         }
+    }
+
+    /// `IMAGE_RENDITIONS` and `IMAGE_FORMATS` reach the image pipeline; the primary rendition
+    /// must be possible.
+    #[test]
+    fn renditions_and_formats_are_lists() {
+        let default = Config::try_parse_from(["x"]).unwrap();
+        let imaging = crate::app::imaging_config(&default);
+        assert_eq!(imaging.renditions, [320, 1024]);
+        assert_eq!(imaging.formats, [OutputFormat::Jpeg, OutputFormat::WebP]);
+        let set = Config::try_parse_from([
+            "x",
+            "--image-renditions",
+            "2048,640,320",
+            "--image-formats",
+            "jpeg",
+            "--webp-quality",
+            "70",
+        ])
+        .unwrap();
+        let imaging = crate::app::imaging_config(&set);
+        assert_eq!(imaging.webp_quality, 70);
+        assert_eq!(imaging.renditions, [2048, 640, 320]);
+        assert_eq!(imaging.formats, [OutputFormat::Jpeg]);
+        imaging.validate().unwrap();
+        for bad in [
+            ["--image-renditions", "320,big"],
+            ["--image-renditions", "8"],
+            ["--image-formats", "jpeg,gif"],
+        ] {
+            let error = Config::try_parse_from(["x", bad[0], bad[1]])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(bad[0]), "{error}");
+        }
+        let no_jpeg = Config::try_parse_from(["x", "--image-formats", "webp"]).unwrap();
+        let error =
+            crate::app::imaging_error(crate::app::imaging_config(&no_jpeg).validate().unwrap_err());
+        assert!(error.to_string().contains("IMAGE_FORMATS"), "{error}");
     }
 
     #[test]

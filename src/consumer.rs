@@ -45,7 +45,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use mq_core::domain::{
-    ImageError, ProcessingResult, Product, ProductEvent, ProductRepo, Recorded, RepoError,
+    ImageError, ImageRendition, ProcessingResult, Product, ProductEvent, ProductRepo, Recorded,
+    RepoError,
 };
 use mq_core::worker::{Attempt, Handler};
 use mq_core::{Error, Message};
@@ -62,15 +63,38 @@ pub struct ImageFailure {
     pub reason: String,
 }
 
+/// One image, stored: its primary rendition's key and every rendition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessedImage {
+    /// The primary rendition's key (what `compressed_product_images` records).
+    pub key: String,
+    /// Every rendition, the primary one included.
+    pub renditions: Vec<ImageRendition>,
+}
+
+/// An image stored as its primary rendition alone, under `key`.
+impl From<&str> for ProcessedImage {
+    fn from(key: &str) -> Self {
+        ProcessedImage {
+            key: key.to_owned(),
+            renditions: Vec::new(),
+        }
+    }
+}
+
 /// Fetches, compresses and stores one image; keeps a product's stored objects in line with
 /// its recorded result.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait ImageProcessor: Send + Sync {
-    /// Processes image `index` of product `product_id`; returns its key in the media store,
-    /// once the object is completely written.
-    async fn process(&self, product_id: i64, index: u32, url: &str)
-        -> Result<String, ImageFailure>;
+    /// Processes image `index` of product `product_id`; returns its keys in the media store,
+    /// once every object is completely written.
+    async fn process(
+        &self,
+        product_id: i64,
+        index: u32,
+        url: &str,
+    ) -> Result<ProcessedImage, ImageFailure>;
 
     /// Deletes every stored object of `product_id` that `keep` does not name; returns how many.
     async fn retain(&self, product_id: i64, keep: &[String]) -> Result<usize, ImageFailure>;
@@ -83,10 +107,25 @@ impl ImageProcessor for product_pipeline_imaging::Imaging {
         product_id: i64,
         index: u32,
         url: &str,
-    ) -> Result<String, ImageFailure> {
+    ) -> Result<ProcessedImage, ImageFailure> {
         product_pipeline_imaging::Imaging::process(self, product_id, index, url)
             .await
-            .map(|stored| stored.key)
+            .map(|stored| ProcessedImage {
+                key: stored.key,
+                renditions: stored
+                    .renditions
+                    .into_iter()
+                    .map(|rendition| ImageRendition {
+                        index,
+                        width: rendition.width,
+                        height: rendition.height,
+                        format: rendition.format.name().to_owned(),
+                        bytes: rendition.bytes,
+                        path: rendition.key,
+                        url: None,
+                    })
+                    .collect(),
+            })
             .map_err(|error| ImageFailure {
                 transient: error.is_transient(),
                 media_store: matches!(error, product_pipeline_imaging::ImagingError::Storage(_)),
@@ -174,10 +213,14 @@ impl Handler for ImageConsumer {
         .await;
 
         let mut compressed = Vec::new();
+        let mut renditions = Vec::new();
         let mut errors = Vec::new();
         for (index, (url, outcome)) in product.product_images.iter().zip(outcomes).enumerate() {
             match outcome {
-                Ok(path) => compressed.push(path),
+                Ok(image) => {
+                    compressed.push(image.key);
+                    renditions.extend(image.renditions);
+                }
                 Err(failure) if failure.media_store => {
                     warn!(product_id, index, reason = %failure.reason, "media store failure; retrying the product");
                     return Err(Error::transient(format!(
@@ -207,7 +250,7 @@ impl Handler for ImageConsumer {
                 }),
             }
         }
-        let result = ProcessingResult::new(compressed, errors);
+        let result = ProcessingResult::new(compressed, errors).with_renditions(renditions);
         let recorded = self
             .products
             .record_result(product_id, product.version, &result)
@@ -222,7 +265,7 @@ impl Handler for ImageConsumer {
             return self.discard_superseded(product_id).await;
         }
         info!(product_id, version = product.version, status = %result.status, "product processed");
-        self.delete_superseded(product_id, &result.compressed_product_images)
+        self.delete_superseded(product_id, &result.stored_keys())
             .await
     }
 }
@@ -313,7 +356,7 @@ impl ImageConsumer {
     /// version's worker cleans up after it.
     async fn delete_superseded(&self, product_id: i64, keys: &[String]) -> mq_core::Result<()> {
         match self.products.get_product(product_id).await {
-            Ok(Some(row)) if row.status.is_final() && row.compressed_product_images == keys => {
+            Ok(Some(row)) if row.status.is_final() && row.stored_keys() == keys => {
                 self.tidy(product_id, keys).await
             }
             Ok(_) => {
@@ -332,8 +375,7 @@ impl ImageConsumer {
     /// late write of a superseded attempt, left behind goes with the next event of the product.
     async fn tidy_if_final(&self, row: &Product) -> mq_core::Result<()> {
         if row.status.is_final() {
-            self.tidy(row.product_id, &row.compressed_product_images)
-                .await
+            self.tidy(row.product_id, &row.stored_keys()).await
         } else {
             Ok(())
         }
@@ -377,6 +419,7 @@ mod tests {
                 .collect(),
             product_price: "1.50".parse().unwrap(),
             compressed_product_images: vec![],
+            image_renditions: vec![],
             status,
             image_errors: vec![],
             version: 1,
@@ -412,7 +455,7 @@ mod tests {
                     media_store: false,
                     reason: "HTTP 404".into(),
                 }),
-                _ => Ok(format!("products/{id}/{index}-abc.jpg")),
+                _ => Ok(format!("products/{id}/{index}-abc.jpg").as_str().into()),
             });
         images.expect_retain().returning(|_, _| Ok(0));
         images
@@ -498,7 +541,7 @@ mod tests {
         let mut images = MockImageProcessor::new();
         images
             .expect_process()
-            .returning(|id, index, _| Ok(format!("products/{id}/{index}-new.jpg")));
+            .returning(|id, index, _| Ok(format!("products/{id}/{index}-new.jpg").as_str().into()));
         let flag = recorded.clone();
         images
             .expect_retain()
@@ -509,6 +552,79 @@ mod tests {
             })
             .times(1)
             .returning(|_, _| Ok(1));
+        let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images));
+        consumer
+            .handle(&created(9), Attempt::new(1, 5))
+            .await
+            .unwrap();
+    }
+
+    /// An image's renditions in two sizes and formats, the primary one first.
+    fn renditions_of(index: u32) -> Vec<ImageRendition> {
+        [
+            (1024, "jpeg", "jpg"),
+            (1024, "webp", "webp"),
+            (320, "jpeg", "jpg"),
+        ]
+        .into_iter()
+        .map(|(side, format, ext)| ImageRendition {
+            index,
+            width: side,
+            height: side * 3 / 4,
+            format: format.into(),
+            bytes: 100,
+            path: format!("products/9/{index}-{side}-h.{ext}"),
+            url: None,
+        })
+        .collect()
+    }
+
+    /// Every rendition is recorded with the product, and the cleanup after recording keeps all
+    /// of them, not only the primary ones.
+    #[tokio::test]
+    async fn every_rendition_is_recorded_and_kept() {
+        let mut repo = MockProductRepo::new();
+        repo.expect_mark_processing()
+            .returning(|_, _| Ok(Some(product(ProductStatus::Processing, 2))));
+        let all: Vec<ImageRendition> = renditions_of(0)
+            .into_iter()
+            .chain(renditions_of(1))
+            .collect();
+        let expected = all.clone();
+        repo.expect_record_result()
+            .withf(move |_, _, result| {
+                result.compressed_product_images
+                    == ["products/9/0-1024-h.jpg", "products/9/1-1024-h.jpg"]
+                    && result.image_renditions == expected
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(Recorded::Applied));
+        let row_renditions = all.clone();
+        repo.expect_get_product().returning(move |_| {
+            let mut row = product(ProductStatus::Done, 2);
+            row.compressed_product_images = vec![
+                "products/9/0-1024-h.jpg".into(),
+                "products/9/1-1024-h.jpg".into(),
+            ];
+            row.image_renditions = row_renditions.clone();
+            Ok(Some(row))
+        });
+        let mut images = MockImageProcessor::new();
+        images.expect_process().returning(|_, index, _| {
+            Ok(ProcessedImage {
+                key: format!("products/9/{index}-1024-h.jpg"),
+                renditions: renditions_of(index),
+            })
+        });
+        images
+            .expect_retain()
+            .withf(|id, keep| {
+                let mut keep = keep.to_vec();
+                keep.sort();
+                *id == 9 && keep.len() == 6 && keep.contains(&"products/9/1-320-h.jpg".to_owned())
+            })
+            .times(1)
+            .returning(|_, _| Ok(0));
         let consumer = ImageConsumer::new(Arc::new(repo), Arc::new(images));
         consumer
             .handle(&created(9), Attempt::new(1, 5))
@@ -559,7 +675,7 @@ mod tests {
         let mut images = MockImageProcessor::new();
         images
             .expect_process()
-            .returning(|id, index, _| Ok(format!("products/{id}/{index}-new.jpg")));
+            .returning(|id, index, _| Ok(format!("products/{id}/{index}-new.jpg").as_str().into()));
         (repo, images)
     }
 
@@ -742,9 +858,9 @@ mod tests {
                 }))
             });
             let mut images = MockImageProcessor::new();
-            images
-                .expect_process()
-                .returning(|id, index, _| Ok(format!("products/{id}/{index}-new.jpg")));
+            images.expect_process().returning(|id, index, _| {
+                Ok(format!("products/{id}/{index}-new.jpg").as_str().into())
+            });
             match keep.clone() {
                 None => {
                     images.expect_retain().never();

@@ -17,7 +17,7 @@ fn bench(c: &mut Criterion) {
     let mut inputs = support::wallpapers();
     inputs.truncate(3);
     inputs.extend(support::generated_jpegs(&gen_dir));
-    let options = CompressOptions::default();
+    let options = CompressOptions::default().single_jpeg(1024);
 
     let mut group = c.benchmark_group("jpeg_to_1024_q80");
     group
@@ -27,11 +27,7 @@ fn bench(c: &mut Criterion) {
         .throughput(Throughput::Elements(1));
     for path in &inputs {
         let bytes = std::fs::read(path).unwrap();
-        let name = path
-            .to_string_lossy()
-            .replace("/usr/share/wallpapers/", "")
-            .replace("/contents/images", "")
-            .replace(&*gen_dir.to_string_lossy(), "");
+        let name = support::short_name(path);
         group.bench_with_input(BenchmarkId::new("imaging", &name), &bytes, |b, bytes| {
             b.iter(|| compress(bytes, &options).unwrap())
         });

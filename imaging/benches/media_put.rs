@@ -41,7 +41,7 @@ fn bench(c: &mut Criterion) {
             .map(|i| (i * 31 % 251) as u8)
             .collect::<Vec<_>>(),
     );
-    let key = image_key(1, 0, &data, OutputFormat::Jpeg);
+    let key = image_key(1, 0, 1024, &data, OutputFormat::Jpeg);
     let path = Path::parse(&key).unwrap();
     let mut group = c.benchmark_group("put_150k");
     group

@@ -2,8 +2,13 @@
 //!
 //! ```text
 //! cargo run --release -p product-pipeline-imaging --example compress -- <files or dirs>... --out <dir>
-//!     [--size 1024] [--quality 80] [--catmull-rom] [--webp] [--progressive]
+//!     [--size 1024] [--quality 80] [--catmull-rom] [--progressive]
+//!     [--renditions 320,1024] [--formats jpeg,webp]
 //! ```
+//!
+//! By default each file becomes one JPEG that fits inside `--size` (`<name>.jpg`), as the
+//! worker made before renditions existed, so figures stay comparable. `--renditions` and
+//! `--formats` make what the worker makes now (`<name>-<long side>.<ext>` each).
 //!
 //! Directories are walked recursively for .jpg/.jpeg/.png/.webp/.gif files. One file at a time on
 //! one thread, so the milliseconds are single-core figures.
@@ -13,10 +18,25 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use product_pipeline_imaging::{compress, CompressOptions, ImagingConfig, ResizeFilter};
+use product_pipeline_imaging::{
+    compress, CompressOptions, ImagingConfig, OutputFormat, ResizeFilter,
+};
 
 const USAGE: &str = "usage: compress <files or dirs>... --out <dir> [--size N] [--quality Q] \
-                     [--catmull-rom] [--webp] [--progressive]";
+                     [--catmull-rom] [--progressive] [--renditions N,N...] [--formats jpeg,webp]";
+
+/// A comma-separated list, or the exit with the usage.
+fn list<T: std::str::FromStr>(name: &str, value: &str) -> Vec<T> {
+    value
+        .split(',')
+        .map(|item| {
+            item.trim().parse().unwrap_or_else(|_| {
+                eprintln!("{name}: `{item}` is not valid\n{USAGE}");
+                std::process::exit(2)
+            })
+        })
+        .collect()
+}
 
 fn collect(path: &Path, out: &mut Vec<PathBuf>) {
     if path.is_dir() {
@@ -47,7 +67,11 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) {
 fn main() -> ExitCode {
     let mut inputs = Vec::new();
     let mut out_dir: Option<PathBuf> = None;
-    let mut config = ImagingConfig::default();
+    let mut config = ImagingConfig {
+        formats: vec![OutputFormat::Jpeg],
+        ..ImagingConfig::default()
+    };
+    let mut renditions: Option<Vec<u32>> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| -> String {
@@ -65,7 +89,8 @@ fn main() -> ExitCode {
                 config.webp_quality = q;
             }
             "--catmull-rom" => config.filter = ResizeFilter::CatmullRom,
-            "--webp" => config.webp = true,
+            "--renditions" => renditions = Some(list("--renditions", &value("--renditions"))),
+            "--formats" => config.formats = list("--formats", &value("--formats")),
             "--progressive" => config.jpeg_progressive = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -78,6 +103,8 @@ fn main() -> ExitCode {
             other => collect(Path::new(other), &mut inputs),
         }
     }
+    config.renditions = renditions.unwrap_or_else(|| vec![config.target_size]);
+    let single = config.renditions.len() == 1 && config.formats.len() == 1;
     let Some(out_dir) = out_dir else {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
@@ -116,30 +143,46 @@ fn main() -> ExitCode {
                     .and_then(|s| s.to_str())
                     .unwrap_or("image")
                     .to_string();
-                let mut name = format!("{stem}.{}", c.format.extension());
+                let mut stem_used = stem.clone();
                 let mut n = 1;
-                while !used_names.insert(name.clone()) {
+                while !used_names.insert(stem_used.clone()) {
                     n += 1;
-                    name = format!("{stem}-{n}.{}", c.format.extension());
+                    stem_used = format!("{stem}-{n}");
                 }
-                std::fs::write(out_dir.join(&name), &c.data).expect("write output");
+                let mut bytes_out = 0;
+                for rendition in &c.renditions {
+                    let ext = rendition.format.extension();
+                    let name = if single {
+                        format!("{stem_used}.{ext}")
+                    } else {
+                        format!("{stem_used}-{}.{ext}", rendition.long_side())
+                    };
+                    std::fs::write(out_dir.join(&name), &rendition.data).expect("write output");
+                    bytes_out += rendition.data.len();
+                }
+                let primary = c.primary();
                 println!(
-                    "{}: {} {}x{} -> {}x{}  {} -> {} bytes ({:.1}%)  {:.1} ms{}",
+                    "{}: {} {}x{} -> {}x{} ({} outputs)  {} -> {} bytes ({:.1}%)  {:.1} ms{}",
                     path.display(),
                     c.source_format.name(),
                     c.source_width,
                     c.source_height,
-                    c.width,
-                    c.height,
+                    primary.width,
+                    primary.height,
+                    c.renditions.len(),
                     bytes.len(),
-                    c.data.len(),
-                    100.0 * c.data.len() as f64 / bytes.len() as f64,
+                    bytes_out,
+                    100.0 * bytes_out as f64 / bytes.len() as f64,
                     ms,
-                    if c.kept_source { "  (source kept)" } else { "" }
+                    if primary.kept_source {
+                        "  (source kept)"
+                    } else {
+                        ""
+                    }
                 );
                 ok += 1;
                 total_in += bytes.len() as u64;
-                total_out += c.data.len() as u64;
+                total_out += bytes_out as u64;
                 total_ms += ms;
             }
             Err(e) => {

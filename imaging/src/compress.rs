@@ -1,33 +1,53 @@
-//! The CPU pipeline for one image: probe → decode (DCT-scaled for JPEG) → resize → orient →
-//! encode, keeping the source when it is a small JPEG that re-encoding would only make bigger.
+//! The CPU pipeline for one image: probe → decode once (DCT-scaled for JPEG) → for each
+//! rendition, largest first: resize → convert to sRGB → orient → encode in every format,
+//! keeping the source when it is a small JPEG that re-encoding would only make bigger.
 //! Synchronous; [`Imaging`](crate::Imaging) runs it on the blocking pool.
 
+use std::borrow::Cow;
+
+use crate::colour::ToSrgb;
 use crate::config::{ImagingConfig, OutputFormat, ResizeFilter};
-use crate::decode::{self, DecodeLimits};
+use crate::decode::{self, DecodeLimits, Probe};
 use crate::encode;
 use crate::error::ImagingError;
 use crate::format::SourceFormat;
 use crate::jpeg;
+use crate::pixels::Pixels;
 use crate::resize::{fit_within, resize};
 use image::metadata::Orientation;
 
 /// Settings of [`compress`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompressOptions {
-    /// Fit inside `target_size` × `target_size`, never upscale.
+    /// The primary rendition is the largest of `renditions` not above this.
     pub target_size: u32,
+    /// Longest sides of the renditions (fit inside, never upscaled).
+    pub renditions: Vec<u32>,
+    /// Formats each rendition is encoded in.
+    pub formats: Vec<OutputFormat>,
     /// JPEG quality 1..=100.
     pub jpeg_quality: u8,
     /// Progressive instead of baseline JPEG.
     pub jpeg_progressive: bool,
     /// WebP quality 1..=100.
     pub webp_quality: u8,
-    /// Output format.
-    pub format: OutputFormat,
     /// Resampling filter.
     pub filter: ResizeFilter,
     /// Decode limits.
     pub limits: DecodeLimits,
+}
+
+impl CompressOptions {
+    /// One JPEG that fits inside `size` × `size`, with the other settings of `self`: the
+    /// single rendition the pipeline made before renditions existed.
+    pub fn single_jpeg(self, size: u32) -> CompressOptions {
+        CompressOptions {
+            target_size: size,
+            renditions: vec![size],
+            formats: vec![OutputFormat::Jpeg],
+            ..self
+        }
+    }
 }
 
 impl Default for CompressOptions {
@@ -40,10 +60,11 @@ impl From<&ImagingConfig> for CompressOptions {
     fn from(c: &ImagingConfig) -> Self {
         CompressOptions {
             target_size: c.target_size,
+            renditions: c.renditions.clone(),
+            formats: c.formats.clone(),
             jpeg_quality: c.jpeg_quality,
             jpeg_progressive: c.jpeg_progressive,
             webp_quality: c.webp_quality,
-            format: c.output_format(),
             filter: c.filter,
             limits: DecodeLimits {
                 max_pixels: c.max_pixels,
@@ -54,26 +75,79 @@ impl From<&ImagingConfig> for CompressOptions {
     }
 }
 
-/// A compressed image.
+/// One encoded rendition of an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Compressed {
+pub struct Rendition {
     /// Encoded bytes.
     pub data: Vec<u8>,
     /// Their format.
     pub format: OutputFormat,
-    /// Output width (after orientation).
+    /// Width (after orientation).
     pub width: u32,
-    /// Output height (after orientation).
+    /// Height (after orientation).
     pub height: u32,
+    /// True when `data` is the source JPEG (metadata stripped, pixels untouched) because
+    /// re-encoding would have made it bigger.
+    pub kept_source: bool,
+}
+
+impl Rendition {
+    /// The longer side: what names the rendition in its media key.
+    pub fn long_side(&self) -> u32 {
+        self.width.max(self.height)
+    }
+}
+
+/// Every rendition of one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compressed {
+    /// Largest first; each size in every format of [`CompressOptions::formats`], in that order.
+    pub renditions: Vec<Rendition>,
+    /// Index in `renditions` of the primary rendition: the largest JPEG not above
+    /// [`CompressOptions::target_size`].
+    pub primary: usize,
     /// Input format.
     pub source_format: SourceFormat,
     /// Input width as displayed (after orientation).
     pub source_width: u32,
     /// Input height as displayed (after orientation).
     pub source_height: u32,
-    /// True when `data` is the source JPEG (metadata stripped, pixels untouched) because
-    /// re-encoding would have made it bigger.
-    pub kept_source: bool,
+}
+
+impl Compressed {
+    /// The primary rendition.
+    pub fn primary(&self) -> &Rendition {
+        &self.renditions[self.primary]
+    }
+}
+
+/// The distinct sizes (stored orientation) of the renditions of a `width`×`height` image,
+/// largest first, and the index of the primary one. Sizes larger than the image give the
+/// image's size, once.
+fn rendition_sizes(width: u32, height: u32, opts: &CompressOptions) -> (Vec<(u32, u32)>, usize) {
+    let mut asked = opts.renditions.clone();
+    asked.sort_unstable_by(|a, b| b.cmp(a));
+    asked.dedup();
+    let mut sizes: Vec<(u32, u32)> = Vec::with_capacity(asked.len());
+    let mut primary = None;
+    for size in asked {
+        let fitted = fit_within(width, height, size);
+        if sizes.last() != Some(&fitted) {
+            sizes.push(fitted);
+        }
+        if size <= opts.target_size && primary.is_none() {
+            primary = Some(sizes.len() - 1);
+        }
+    }
+    // Validation guarantees a size up to the target; without one, the smallest serves.
+    let primary = primary.unwrap_or(sizes.len().saturating_sub(1));
+    (sizes, primary)
+}
+
+/// The long side the decode must keep: the largest rendition's.
+fn decode_long_side(probe: &Probe, opts: &CompressOptions) -> u32 {
+    let (sizes, _) = rendition_sizes(probe.width, probe.height, opts);
+    sizes.first().map_or(opts.target_size, |&(w, h)| w.max(h))
 }
 
 /// The most memory [`compress`] holds at once for this image, in bytes, read from its header
@@ -81,77 +155,137 @@ pub struct Compressed {
 /// [`MemoryBudget`](crate::budget::MemoryBudget) before decoding. Fails like `compress` on an
 /// image that is not one or is over the dimension limits.
 ///
-/// Counted: the decoded pixels and their conversion copy ([`decode::plan`]); the resizer's
-/// intermediate (rows convolved first: output width × decoded height) and output images; an
-/// oriented copy; the encoded output (at most the size of its pixels); for a JPEG that needs no
-/// resizing, the copy without metadata that may be kept instead of re-encoding.
+/// Counted: the decoded pixels and their conversion copy ([`decode::plan`]); for every
+/// rendition, kept until the image is done: the resizer's intermediate when it resizes (rows
+/// convolved first: output width × decoded height), its pixels, when the image is turned their
+/// clone and the turned copy, and the encoded outputs of every format (each at most the size of
+/// its pixels); for a JPEG that needs no resizing, the copy without metadata that may be kept
+/// instead.
 pub fn memory_needed(bytes: &[u8], opts: &CompressOptions) -> Result<u64, ImagingError> {
-    let plan = decode::plan(bytes, &opts.limits, Some(opts.target_size))?;
-    let (fit_w, fit_h) = fit_within(plan.probe.width, plan.probe.height, opts.target_size);
+    let probe = decode::probe(bytes, &opts.limits)?;
+    let plan = decode::plan(bytes, &opts.limits, Some(decode_long_side(&probe, opts)))?;
+    let (sizes, _) = rendition_sizes(probe.width, probe.height, opts);
     let channels = u64::from(plan.channels);
-    let output = u64::from(fit_w) * u64::from(fit_h) * channels;
-    let intermediate = u64::from(fit_w) * u64::from(plan.height) * channels;
-    let same_size = (fit_w, fit_h) == (plan.probe.width, plan.probe.height);
-    let kept_source = if plan.probe.jpeg.is_some() && same_size {
+    let copies = 1
+        + opts.formats.len() as u64
+        + if probe.orientation == Orientation::NoTransforms {
+            0
+        } else {
+            2
+        };
+    let renditions: u64 = sizes
+        .iter()
+        .map(|&(w, h)| {
+            let output = u64::from(w) * u64::from(h) * channels;
+            let intermediate = if (w, h) == (plan.width, plan.height) {
+                0
+            } else {
+                u64::from(w) * u64::from(plan.height) * channels
+            };
+            intermediate + copies * output
+        })
+        .sum();
+    let kept_source = if probe.jpeg.is_some() && sizes.first() == Some(&(probe.width, probe.height))
+    {
         bytes.len() as u64
     } else {
         0
     };
-    Ok(plan.peak_bytes + intermediate + 3 * output + kept_source)
+    Ok(plan.peak_bytes + renditions + kept_source)
 }
 
-/// Compresses one image held in memory.
+/// Compresses one image held in memory into every rendition of `opts`.
+///
+/// The source is decoded once, at the scale the largest rendition needs. Each smaller rendition
+/// is resized from the previous one when that is at least twice its size (so the resampling
+/// stays as sharp as from the source), else from the decode.
 pub fn compress(bytes: &[u8], opts: &CompressOptions) -> Result<Compressed, ImagingError> {
-    let decoded = decode::decode(bytes, &opts.limits, Some(opts.target_size))?;
-    let probe = decoded.probe;
+    let probe = decode::probe(bytes, &opts.limits)?;
+    let (sizes, primary_size) = rendition_sizes(probe.width, probe.height, opts);
+    let decoded = decode::decode(bytes, &opts.limits, Some(decode_long_side(&probe, opts)))?;
+    let to_srgb = decoded.icc.as_deref().and_then(ToSrgb::for_rgb);
     let (source_width, source_height) = probe.oriented_dimensions();
-    // Fit computed on the full-size stored dimensions, so the result does not depend on the DCT
-    // scale chosen.
-    let (fit_w, fit_h) = fit_within(probe.width, probe.height, opts.target_size);
-    let pixels = resize(decoded.pixels, fit_w, fit_h, opts.filter)?;
-    let pixels = pixels.oriented(probe.orientation);
-    let (width, height) = (pixels.width, pixels.height);
 
-    let data = encode::encode(&pixels, opts)?;
-
-    // Keep the source if it is already a browser-friendly JPEG of the right size and scan mode
-    // and would not shrink: same pixels, no generation loss.
-    if opts.format == OutputFormat::Jpeg && (fit_w, fit_h) == (probe.width, probe.height) {
-        if let Some(info) = probe.jpeg {
-            let keepable = info.orientation == Orientation::NoTransforms
-                && !info.is_cmyk()
-                && !info.lossless
-                && !info.arithmetic
-                && info.progressive == opts.jpeg_progressive;
-            if keepable {
-                if let Some(stripped) = jpeg::strip_metadata(bytes) {
-                    if stripped.len() <= data.len() {
-                        return Ok(Compressed {
-                            data: stripped,
-                            format: OutputFormat::Jpeg,
-                            width,
-                            height,
-                            source_format: probe.format,
-                            source_width,
-                            source_height,
-                            kept_source: true,
-                        });
-                    }
-                }
+    let mut renditions = Vec::with_capacity(sizes.len() * opts.formats.len());
+    let mut primary = 0;
+    // The previous rendition's pixels: sRGB already, not oriented yet.
+    let mut previous: Option<Pixels> = None;
+    for (i, &(width, height)) in sizes.iter().enumerate() {
+        let pixels = match previous.take() {
+            Some(larger) if larger.width.max(larger.height) >= 2 * width.max(height) => {
+                resize(&larger, width, height, opts.filter)?
             }
+            _ => {
+                let mut pixels = resize(&decoded.pixels, width, height, opts.filter)?;
+                if let Some(to_srgb) = &to_srgb {
+                    to_srgb.apply(&mut pixels);
+                }
+                pixels
+            }
+        };
+        let shown = if probe.orientation == Orientation::NoTransforms {
+            Cow::Borrowed(&pixels)
+        } else {
+            Cow::Owned(pixels.clone().oriented(probe.orientation))
+        };
+        for &format in &opts.formats {
+            if i == primary_size && format == OutputFormat::Jpeg {
+                primary = renditions.len();
+            }
+            let data = encode::encode(&shown, format, opts)?;
+            let full_size = (width, height) == (probe.width, probe.height);
+            let rendition = Rendition {
+                data,
+                format,
+                width: shown.width,
+                height: shown.height,
+                kept_source: false,
+            };
+            renditions.push(if format == OutputFormat::Jpeg && full_size {
+                keep_source_if_smaller(bytes, &probe, rendition, opts, to_srgb.is_some())
+            } else {
+                rendition
+            });
         }
+        previous = Some(pixels);
     }
-
     Ok(Compressed {
-        data,
-        format: opts.format,
-        width,
-        height,
+        renditions,
+        primary,
         source_format: probe.format,
         source_width,
         source_height,
-        kept_source: false,
     })
+}
+
+/// The source itself instead of `encoded`, a full-size JPEG rendition, when the source is
+/// already a browser-friendly JPEG of the scan mode asked for and re-encoding would not shrink
+/// it: same pixels, no generation loss. Not when its colours were `converted` to sRGB: stripping
+/// its profile would leave them wrong.
+fn keep_source_if_smaller(
+    bytes: &[u8],
+    probe: &Probe,
+    encoded: Rendition,
+    opts: &CompressOptions,
+    converted: bool,
+) -> Rendition {
+    let Some(info) = probe.jpeg else {
+        return encoded;
+    };
+    let keepable = info.orientation == Orientation::NoTransforms
+        && !info.is_cmyk()
+        && !info.lossless
+        && !info.arithmetic
+        && info.progressive == opts.jpeg_progressive
+        && !converted;
+    match jpeg::strip_metadata(bytes) {
+        Some(stripped) if keepable && stripped.len() <= encoded.data.len() => Rendition {
+            data: stripped,
+            kept_source: true,
+            ..encoded
+        },
+        _ => encoded,
+    }
 }
 
 #[cfg(test)]
@@ -169,14 +303,14 @@ mod tests {
     fn jpeg_progressive_writes_progressive_jpegs_and_baseline_stays_the_default() {
         let source = test_images::photo_jpeg(1600, 1200, 92);
         let baseline = compress(&source, &CompressOptions::default()).unwrap();
-        assert!(!is_progressive(&baseline.data));
+        assert!(!is_progressive(&baseline.primary().data));
         let options = CompressOptions {
             jpeg_progressive: true,
             ..CompressOptions::default()
         };
         let progressive = compress(&source, &options).unwrap();
-        assert!(is_progressive(&progressive.data));
-        let decoded = image::load_from_memory(&progressive.data).unwrap();
+        assert!(is_progressive(&progressive.primary().data));
+        let decoded = image::load_from_memory(&progressive.primary().data).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (1024, 768));
     }
 
@@ -186,13 +320,13 @@ mod tests {
     fn a_kept_source_has_the_scan_mode_asked_for() {
         let source = test_images::photo_jpeg(300, 200, 60);
         let kept = compress(&source, &CompressOptions::default()).unwrap();
-        assert!(kept.kept_source);
+        assert!(kept.primary().kept_source);
         let options = CompressOptions {
             jpeg_progressive: true,
             ..CompressOptions::default()
         };
         let progressive = compress(&source, &options).unwrap();
-        assert!(!progressive.kept_source);
-        assert!(is_progressive(&progressive.data));
+        assert!(!progressive.primary().kept_source);
+        assert!(is_progressive(&progressive.primary().data));
     }
 }

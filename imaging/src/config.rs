@@ -17,16 +17,20 @@ pub enum ResizeFilter {
 }
 
 /// Output encoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum OutputFormat {
-    /// Baseline JPEG, 4:2:0, optimized Huffman tables (`.jpg`).
+    /// JPEG (`.jpg`): baseline 4:2:0 with optimized Huffman tables, or progressive
+    /// ([`ImagingConfig::jpeg_progressive`]).
     #[default]
     Jpeg,
-    /// Lossy WebP (`.webp`); needs the crate feature `webp`.
+    /// Lossy WebP (`.webp`) through libwebp; needs the crate feature `webp` (on by default).
     WebP,
 }
 
 impl OutputFormat {
+    /// Every format, in the order renditions list them.
+    pub const ALL: [OutputFormat; 2] = [OutputFormat::Jpeg, OutputFormat::WebP];
+
     /// File extension used for stored files, without the dot.
     pub fn extension(self) -> &'static str {
         match self {
@@ -34,6 +38,55 @@ impl OutputFormat {
             OutputFormat::WebP => "webp",
         }
     }
+
+    /// The name used in settings (`IMAGE_FORMATS`) and in a product's renditions: `jpeg`,
+    /// `webp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Jpeg => "jpeg",
+            OutputFormat::WebP => "webp",
+        }
+    }
+
+    /// Whether this build can encode the format (WebP needs the feature `webp`).
+    pub fn is_available(self) -> bool {
+        match self {
+            OutputFormat::Jpeg => true,
+            OutputFormat::WebP => cfg!(feature = "webp"),
+        }
+    }
+}
+
+impl std::fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for OutputFormat {
+    type Err = String;
+
+    /// Parses a [`name`](OutputFormat::name) (case-insensitive; `jpg` is taken for `jpeg`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "jpeg" | "jpg" => Ok(OutputFormat::Jpeg),
+            "webp" => Ok(OutputFormat::WebP),
+            other => Err(format!(
+                "unknown image format `{other}`; the formats are jpeg and webp"
+            )),
+        }
+    }
+}
+
+/// The default renditions: longest sides of 320 (thumbnails, listings) and 1024 pixels.
+pub const DEFAULT_RENDITIONS: [u32; 2] = [320, 1024];
+
+/// The default output formats: JPEG, and WebP when the feature `webp` is built in.
+pub fn default_formats() -> Vec<OutputFormat> {
+    OutputFormat::ALL
+        .into_iter()
+        .filter(|format| format.is_available())
+        .collect()
 }
 
 /// Limits and settings of the fetch → decode → compress → save pipeline.
@@ -41,7 +94,8 @@ impl OutputFormat {
 /// `Default` gives the values of the design: 25 MiB downloads, 5 s connect and 20 s total
 /// timeouts, a 60 s fetch budget per image, at least 10 KiB/s after the first 5 s, 5 redirects,
 /// private addresses refused, 50 MP / 16384 px decode limits, output that fits inside 1024×1024
-/// at JPEG quality 80, a 512 MiB memory budget.
+/// at JPEG quality 80, renditions of 320 and 1024 pixels in JPEG and WebP, a 512 MiB memory
+/// budget.
 #[derive(Debug, Clone)]
 pub struct ImagingConfig {
     /// Largest accepted download in bytes (checked against `Content-Length` and while streaming).
@@ -79,8 +133,16 @@ pub struct ImagingConfig {
     pub max_side: u32,
     /// Most memory one decode may allocate, in bytes (`image::Limits::max_alloc`).
     pub max_decode_alloc: u64,
-    /// Output fits inside `target_size` × `target_size`; smaller images are never upscaled.
+    /// The primary rendition, the one a product's `compressed_product_images` names, is the
+    /// largest of `renditions` not above `target_size` (in JPEG).
     pub target_size: u32,
+    /// Longest sides of the renditions made of every image (`IMAGE_RENDITIONS`), each fitting
+    /// inside that many pixels square and never upscaled: a size larger than the source gives
+    /// the source size, once. At least one must be at most `target_size`.
+    pub renditions: Vec<u32>,
+    /// Formats every rendition is written in (`IMAGE_FORMATS`); must include JPEG, the format
+    /// of the primary rendition.
+    pub formats: Vec<OutputFormat>,
     /// JPEG quality, 1..=100.
     pub jpeg_quality: u8,
     /// Progressive JPEGs instead of baseline ones (default `false`: baseline 4:2:0, optimized
@@ -88,9 +150,7 @@ pub struct ImagingConfig {
     pub jpeg_progressive: bool,
     /// Resampling filter.
     pub filter: ResizeFilter,
-    /// Write lossy WebP instead of JPEG (needs the crate feature `webp`).
-    pub webp: bool,
-    /// WebP quality, 1..=100 (only with `webp`).
+    /// WebP quality, 1..=100.
     pub webp_quality: u8,
     /// Most images decoded/compressed at once; `None` = number of cores.
     pub max_concurrent_jobs: Option<usize>,
@@ -118,10 +178,11 @@ impl Default for ImagingConfig {
             max_side: 16_384,
             max_decode_alloc: 512 * 1024 * 1024,
             target_size: 1024,
+            renditions: DEFAULT_RENDITIONS.to_vec(),
+            formats: default_formats(),
             jpeg_quality: 80,
             jpeg_progressive: false,
             filter: ResizeFilter::Lanczos3,
-            webp: false,
             webp_quality: 80,
             max_concurrent_jobs: None,
             memory_budget: Some(512 * 1024 * 1024),
@@ -130,15 +191,6 @@ impl Default for ImagingConfig {
 }
 
 impl ImagingConfig {
-    /// The output format the configuration selects.
-    pub fn output_format(&self) -> OutputFormat {
-        if self.webp {
-            OutputFormat::WebP
-        } else {
-            OutputFormat::Jpeg
-        }
-    }
-
     /// Number of CPU jobs allowed at once.
     pub fn jobs(&self) -> usize {
         self.max_concurrent_jobs
@@ -191,10 +243,41 @@ impl ImagingConfig {
         if !(1..=100).contains(&self.webp_quality) {
             return bad("webp_quality", "must be between 1 and 100");
         }
-        if self.webp && !cfg!(feature = "webp") {
+        if self.renditions.is_empty() || self.renditions.contains(&0) {
+            return bad("renditions", "must list at least one size, each above 0");
+        }
+        if let Some(size) = self.renditions.iter().find(|&&size| size > self.max_side) {
             return bad(
-                "webp",
-                "WebP output needs the `webp` feature of the product-pipeline-imaging crate",
+                "renditions",
+                format!(
+                    "{size} is above the largest side accepted ({})",
+                    self.max_side
+                ),
+            );
+        }
+        if !self.renditions.iter().any(|&size| size <= self.target_size) {
+            return bad(
+                "renditions",
+                format!(
+                    "none is at most the primary size {} (IMAGE_SIZE); add a size up to it or \
+                     raise it",
+                    self.target_size
+                ),
+            );
+        }
+        if !self.formats.contains(&OutputFormat::Jpeg) {
+            return bad(
+                "formats",
+                "must include jpeg, the format of the primary rendition",
+            );
+        }
+        if let Some(format) = self.formats.iter().find(|format| !format.is_available()) {
+            return bad(
+                "formats",
+                format!(
+                    "{format} output needs the `{format}` feature of the \
+                     product-pipeline-imaging crate"
+                ),
             );
         }
         if self.max_concurrent_jobs == Some(0) {
@@ -233,6 +316,31 @@ mod tests {
     #[test]
     fn the_defaults_are_valid() {
         ImagingConfig::default().validate().unwrap();
+    }
+
+    /// Renditions and formats: a primary JPEG must exist, and only built-in formats are taken.
+    #[test]
+    fn renditions_and_formats_are_checked() {
+        for renditions in [vec![], vec![0, 320], vec![2048], vec![320, 20_000]] {
+            let config = ImagingConfig {
+                renditions,
+                ..ImagingConfig::default()
+            };
+            assert_eq!(refused(config), "renditions");
+        }
+        let without_jpeg = ImagingConfig {
+            formats: vec![OutputFormat::WebP],
+            ..ImagingConfig::default()
+        };
+        assert_eq!(refused(without_jpeg), "formats");
+        assert_eq!("JPG".parse::<OutputFormat>().unwrap(), OutputFormat::Jpeg);
+        assert!("gif"
+            .parse::<OutputFormat>()
+            .unwrap_err()
+            .contains("jpeg and webp"));
+        for format in OutputFormat::ALL {
+            assert_eq!(format.name().parse::<OutputFormat>().unwrap(), format);
+        }
     }
 
     /// The fetch limits the attempt's clock relies on: a deadline it can compute without

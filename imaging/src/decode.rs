@@ -111,6 +111,10 @@ pub struct Decoded {
     pub probe: Probe,
     /// The pixels (gray or RGB, alpha flattened onto white).
     pub pixels: Pixels,
+    /// The embedded ICC profile the pixels are still in, to be converted to sRGB
+    /// ([`ToSrgb`](crate::colour::ToSrgb)); `None` without one, and for CMYK JPEGs, whose
+    /// profile the decode applied already.
+    pub icc: Option<Vec<u8>>,
 }
 
 fn image_error(e: image::ImageError) -> ImagingError {
@@ -269,17 +273,26 @@ pub fn decode(
     min_long_side: Option<u32>,
 ) -> Result<Decoded, ImagingError> {
     let probe = probe(bytes, limits)?;
-    let pixels = match probe.jpeg {
-        Some(info) => jpeg::decode_scaled(bytes, &info, jpeg_scale(&info, min_long_side))?,
+    let (pixels, icc) = match probe.jpeg {
+        Some(info) => {
+            let icc = jpeg::icc_profile(bytes);
+            let scale = jpeg_scale(&info, min_long_side);
+            let pixels = jpeg::decode_scaled(bytes, &info, scale, icc.as_deref())?;
+            (pixels, icc.filter(|_| !info.is_cmyk()))
+        }
         None => {
             let mut decoder = open_decoder(bytes, probe.format, limits)?;
             decoder
                 .set_limits(limits.image_limits())
                 .map_err(image_error)?;
+            let icc = decoder.icc_profile().unwrap_or_else(|error| {
+                tracing::warn!(%error, "the image's colour profile is unreadable; ignored");
+                None
+            });
             // For GIF (and animated WebP) this is the first frame.
             let img = DynamicImage::from_decoder(decoder).map_err(image_error)?;
-            Pixels::from_dynamic(img)
+            (Pixels::from_dynamic(img), icc)
         }
     };
-    Ok(Decoded { probe, pixels })
+    Ok(Decoded { probe, pixels, icc })
 }

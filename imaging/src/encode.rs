@@ -6,10 +6,14 @@ use crate::error::ImagingError;
 use crate::jpeg;
 use crate::pixels::{Layout, Pixels};
 
-/// Encodes `pixels` in the format, quality and (for JPEG) scan mode of `opts`. Metadata is
-/// never written.
-pub fn encode(pixels: &Pixels, opts: &CompressOptions) -> Result<Vec<u8>, ImagingError> {
-    match opts.format {
+/// Encodes `pixels` as `format`, in the quality and (for JPEG) scan mode of `opts`. Metadata
+/// is never written.
+pub fn encode(
+    pixels: &Pixels,
+    format: OutputFormat,
+    opts: &CompressOptions,
+) -> Result<Vec<u8>, ImagingError> {
+    match format {
         OutputFormat::Jpeg => jpeg::encode_with(pixels, opts.jpeg_quality, opts.jpeg_progressive),
         OutputFormat::WebP => encode_webp(pixels, opts.webp_quality),
     }
@@ -43,7 +47,7 @@ fn encode_webp(pixels: &Pixels, quality: u8) -> Result<Vec<u8>, ImagingError> {
 fn encode_webp(_pixels: &Pixels, _quality: u8) -> Result<Vec<u8>, ImagingError> {
     let _ = Layout::Rgb;
     Err(ImagingError::Config {
-        setting: "webp",
+        setting: "formats",
         reason: "WebP output needs the `webp` feature of the product-pipeline-imaging crate".into(),
     })
 }
@@ -60,11 +64,9 @@ mod tests {
             layout: Layout::Rgb,
             data: (0..64 * 48 * 3).map(|i| (i % 251) as u8).collect(),
         };
-        let webp = CompressOptions {
-            format: OutputFormat::WebP,
-            ..CompressOptions::default()
-        };
-        let out = encode(&pixels, &webp).unwrap();
+        let webp = OutputFormat::WebP;
+        let options = CompressOptions::default();
+        let out = encode(&pixels, webp, &options).unwrap();
         assert_eq!(&out[0..4], b"RIFF");
         assert_eq!(&out[8..16], b"WEBPVP8 ", "lossy bitstream");
         let back = image::load_from_memory(&out).unwrap();
@@ -75,6 +77,6 @@ mod tests {
             layout: Layout::Gray,
             data: vec![128; 64],
         };
-        assert!(encode(&gray, &webp).is_ok());
+        assert!(encode(&gray, webp, &options).is_ok());
     }
 }

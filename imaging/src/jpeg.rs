@@ -1,9 +1,11 @@
 //! libjpeg-turbo (through the `turbojpeg` crate): header reading, DCT-scaled decoding, encoding,
-//! and the small amount of JPEG marker parsing we need (EXIF orientation, metadata stripping).
+//! and the small amount of JPEG marker parsing we need (EXIF orientation, ICC profile, metadata
+//! stripping).
 
 use image::metadata::Orientation;
 use turbojpeg::{Colorspace, Compressor, Decompressor, Image, PixelFormat, ScalingFactor, Subsamp};
 
+use crate::colour;
 use crate::error::ImagingError;
 use crate::pixels::{Layout, Pixels};
 
@@ -26,6 +28,8 @@ pub struct JpegInfo {
     pub progressive: bool,
     /// Chroma subsampling.
     pub subsamp: Subsamp,
+    /// An Adobe (APP14) marker is present: CMYK samples are stored inverted (255 = no ink).
+    pub adobe: bool,
 }
 
 impl JpegInfo {
@@ -74,6 +78,7 @@ pub fn read_info(data: &[u8]) -> Result<JpegInfo, ImagingError> {
         orientation: exif_orientation(data).unwrap_or(Orientation::NoTransforms),
         progressive: h.is_progressive,
         subsamp: h.subsamp,
+        adobe: has_adobe_marker(data),
     })
 }
 
@@ -92,7 +97,9 @@ pub fn choose_scale(width: u32, height: u32, target: u32) -> ScalingFactor {
     ScalingFactor::ONE
 }
 
-/// Decodes at `scale` into gray or RGB pixels (CMYK/YCCK are converted to RGB).
+/// Decodes at `scale` into gray or RGB pixels. CMYK/YCCK are converted to sRGB through `icc`,
+/// the image's colour profile, when it is a CMYK one, and naively otherwise (see
+/// [`colour`]).
 ///
 /// A truncated file is an error; recoverable corruption warnings ("Corrupt JPEG data: extraneous
 /// bytes") are logged and the decoded pixels kept, as browsers do.
@@ -100,6 +107,7 @@ pub fn decode_scaled(
     data: &[u8],
     info: &JpegInfo,
     scale: ScalingFactor,
+    icc: Option<&[u8]>,
 ) -> Result<Pixels, ImagingError> {
     let mut dec = Decompressor::new().map_err(decode_error)?;
     dec.read_header(data).map_err(decode_error)?;
@@ -151,7 +159,9 @@ pub fn decode_scaled(
             layout: Layout::Gray,
             data: buf,
         },
-        4 => Pixels::from_inverted_cmyk(w, h, &buf),
+        4 => icc
+            .and_then(|icc| colour::cmyk_to_srgb(icc, w, h, &buf, info.adobe))
+            .unwrap_or_else(|| Pixels::from_inverted_cmyk(w, h, &buf)),
         _ => Pixels {
             width: w,
             height: h,
@@ -239,6 +249,48 @@ pub fn exif_orientation(data: &[u8]) -> Option<Orientation> {
         })
 }
 
+/// Whether the JPEG has an Adobe (APP14) segment.
+fn has_adobe_marker(data: &[u8]) -> bool {
+    let (spans, _) = segment_spans(data);
+    spans
+        .into_iter()
+        .any(|(m, start, end)| m == 0xEE && data[start + 4..end].starts_with(b"Adobe"))
+}
+
+/// The embedded ICC profile: the payloads of the `ICC_PROFILE` APP2 segments joined in their
+/// sequence order. `None` when there is none or its chunks are incomplete.
+pub fn icc_profile(data: &[u8]) -> Option<Vec<u8>> {
+    const TAG: &[u8] = b"ICC_PROFILE\0";
+    let (spans, _) = segment_spans(data);
+    let mut chunks: Vec<(u8, &[u8])> = spans
+        .into_iter()
+        .filter(|(m, _, _)| *m == 0xE2)
+        .filter_map(|(_, start, end)| {
+            let payload = data[start + 4..end].strip_prefix(TAG)?;
+            match payload {
+                [sequence, _count, chunk @ ..] => Some((*sequence, chunk)),
+                _ => None,
+            }
+        })
+        .collect();
+    if chunks.is_empty() {
+        return None;
+    }
+    chunks.sort_by_key(|(sequence, _)| *sequence);
+    // Sequence numbers run 1..=count without gaps; anything else is a damaged profile.
+    let complete = chunks
+        .iter()
+        .enumerate()
+        .all(|(i, (sequence, _))| usize::from(*sequence) == i + 1);
+    complete.then(|| {
+        chunks
+            .into_iter()
+            .flat_map(|(_, chunk)| chunk)
+            .copied()
+            .collect()
+    })
+}
+
 /// A copy of the JPEG without metadata segments (EXIF/XMP/ICC/IPTC APPn and comments).
 /// JFIF (APP0) and Adobe (APP14, needed for color transforms) are kept. Entropy-coded data is
 /// copied unchanged, so this is lossless. Returns `None` if the marker structure is not understood.
@@ -301,8 +353,18 @@ mod tests {
         assert!(stripped.len() < tagged.len());
         // Same pixels.
         let info = read_info(&stripped).unwrap();
-        let a = decode_scaled(&plain, &info, ScalingFactor::ONE).unwrap();
-        let b = decode_scaled(&stripped, &info, ScalingFactor::ONE).unwrap();
+        let a = decode_scaled(&plain, &info, ScalingFactor::ONE, None).unwrap();
+        let b = decode_scaled(&stripped, &info, ScalingFactor::ONE, None).unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn reads_an_icc_profile_split_over_segments() {
+        let plain = sample_jpeg();
+        assert_eq!(icc_profile(&plain), None);
+        let profile: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
+        let tagged = crate::test_images::with_icc_profile(&plain, &profile);
+        assert_eq!(icc_profile(&tagged), Some(profile));
+        assert_eq!(icc_profile(&strip_metadata(&tagged).unwrap()), None);
     }
 }

@@ -5,8 +5,10 @@
 //!
 //! - [`fetch`]: HTTP(S) download with address checks at connect time, redirect, size and time
 //!   limits ([`address`] decides which IPs are public);
-//! - [`format`](mod@format), [`decode`], [`jpeg`], [`pixels`], [`resize`], [`encode`], [`compress`](mod@compress): sniff,
-//!   decode with limits (JPEG DCT-scaled by libjpeg-turbo), SIMD resize, orient, encode;
+//! - [`format`](mod@format), [`decode`], [`jpeg`], [`pixels`], [`resize`], [`colour`],
+//!   [`encode`], [`compress`](mod@compress): sniff, decode once with limits (JPEG DCT-scaled by
+//!   libjpeg-turbo), then for each rendition SIMD resize, convert to sRGB, orient, encode
+//!   (JPEG, WebP);
 //! - [`budget`]: the memory budget that bounds downloaded bytes and decode buffers in flight;
 //! - [`media`]: the media store over object_store (local directory, memory, S3, GCS, Azure),
 //!   with deterministic content-hashed keys.
@@ -17,13 +19,17 @@
 //! let media = MediaStore::from_url("./media")?;
 //! let imaging = Imaging::new(ImagingConfig::default(), media)?;
 //! let stored = imaging.process(42, 0, "https://example.com/photo.jpg").await?;
-//! println!("{} {}x{}", stored.key, stored.width, stored.height);
+//! println!("primary {} {}x{}", stored.key, stored.width, stored.height);
+//! for rendition in &stored.renditions {
+//!     println!("{} {} {}x{}", rendition.key, rendition.format, rendition.width, rendition.height);
+//! }
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
 
 pub mod address;
 pub mod budget;
+pub mod colour;
 pub mod compress;
 mod config;
 pub mod decode;
@@ -39,9 +45,9 @@ mod service;
 #[cfg(any(test, feature = "testkit"))]
 pub mod test_images;
 
-pub use compress::{compress, CompressOptions, Compressed};
-pub use config::{ImagingConfig, OutputFormat, ResizeFilter};
+pub use compress::{compress, CompressOptions, Compressed, Rendition};
+pub use config::{default_formats, ImagingConfig, OutputFormat, ResizeFilter, DEFAULT_RENDITIONS};
 pub use error::ImagingError;
 /// The object_store crate the [`media`] store is built on (for [`media::MediaStore::from_object_store`]).
 pub use object_store;
-pub use service::{Imaging, StoredImage};
+pub use service::{Imaging, StoredImage, StoredRendition};

@@ -25,15 +25,15 @@ pub fn fit_within(width: u32, height: u32, target: u32) -> (u32, u32) {
     }
 }
 
-/// Resizes `src` to exactly `width`×`height` (returns it unchanged when already that size).
+/// `src` resized to exactly `width`×`height` (a copy when it is that size already).
 pub fn resize(
-    src: Pixels,
+    src: &Pixels,
     width: u32,
     height: u32,
     filter: ResizeFilter,
 ) -> Result<Pixels, ImagingError> {
     if src.width == width && src.height == height {
-        return Ok(src);
+        return Ok(src.clone());
     }
     let pixel_type = match src.layout {
         Layout::Gray => PixelType::U8,
@@ -83,7 +83,7 @@ mod tests {
             layout: Layout::Rgb,
             data: vec![200; 48],
         };
-        let out = resize(src, 2, 2, ResizeFilter::Lanczos3).unwrap();
+        let out = resize(&src, 2, 2, ResizeFilter::Lanczos3).unwrap();
         assert_eq!((out.width, out.height, out.data.len()), (2, 2, 12));
         assert!(out.data.iter().all(|&v| v == 200));
         let gray = Pixels {
@@ -92,7 +92,7 @@ mod tests {
             layout: Layout::Gray,
             data: vec![0, 0, 0],
         };
-        let out = resize(gray, 1, 1, ResizeFilter::CatmullRom).unwrap();
+        let out = resize(&gray, 1, 1, ResizeFilter::CatmullRom).unwrap();
         assert_eq!(out.data, vec![0]);
     }
 }

@@ -8,32 +8,50 @@ use tracing::field::Empty;
 use tracing::Instrument;
 
 use crate::budget::{MemoryBudget, Phase};
-use crate::compress::{compress, memory_needed, CompressOptions, Compressed};
-use crate::config::ImagingConfig;
+use crate::compress::{compress, memory_needed, CompressOptions, Compressed, Rendition};
+use crate::config::{ImagingConfig, OutputFormat};
 use crate::error::ImagingError;
 use crate::fetch::allowance::{Allowances, Charged, ImageRef};
 use crate::fetch::{Fetched, Fetcher};
 use crate::media::{image_key, MediaStore};
 
-/// A stored, compressed image.
+/// A stored, compressed image: its primary rendition, and all of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredImage {
-    /// Its key in the media store, e.g. `products/42/0-1f2e3d4c5b6a7988.jpg`.
+    /// The primary rendition's key in the media store, e.g.
+    /// `products/42/0-1024-1f2e3d4c5b6a7988.jpg`.
     pub key: String,
-    /// Output width.
+    /// The primary rendition's width.
     pub width: u32,
-    /// Output height.
+    /// The primary rendition's height.
     pub height: u32,
     /// Downloaded bytes.
     pub bytes_in: u64,
-    /// Stored bytes.
+    /// Bytes of all renditions.
     pub bytes_out: u64,
+    /// Every rendition (the primary one included), largest first.
+    pub renditions: Vec<StoredRendition>,
+}
+
+/// One stored rendition of an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRendition {
+    /// Its key in the media store.
+    pub key: String,
+    /// Its format.
+    pub format: OutputFormat,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+    /// Size in bytes.
+    pub bytes: u64,
 }
 
 struct Inner {
     fetcher: Fetcher,
     allowances: Allowances,
-    options: CompressOptions,
+    options: Arc<CompressOptions>,
     store: MediaStore,
     cpu: Arc<Semaphore>,
     memory: MemoryBudget,
@@ -70,7 +88,7 @@ impl Imaging {
             inner: Arc::new(Inner {
                 fetcher: Fetcher::new(&config)?,
                 allowances: Allowances::new(config.fetch_budget),
-                options: CompressOptions::from(&config),
+                options: Arc::new(CompressOptions::from(&config)),
                 store: media,
                 cpu: Arc::new(Semaphore::new(config.jobs())),
                 memory: config
@@ -90,9 +108,11 @@ impl Imaging {
         &self.inner.fetcher
     }
 
-    /// Fetches `url`, compresses it and stores it as image `index` of product `product_id`.
-    /// Returns its key in the media store. Nothing is written on failure, and what is written
-    /// is complete before this returns.
+    /// Fetches `url`, compresses it into every rendition and stores them as image `index` of
+    /// product `product_id`. Returns their keys in the media store. What is written is complete
+    /// before this returns; on failure, renditions written before it are left for the caller's
+    /// clean-up ([`MediaStore::retain_product`]), and a retry that makes the same bytes writes
+    /// nothing new.
     ///
     /// Each call makes one download attempt. The attempts of one image (the same product, index
     /// and URL) share its fetch budget (`fetch_budget`): a call that fails transiently is
@@ -149,19 +169,20 @@ impl Imaging {
         metrics::histogram!("image_fetch_duration_seconds").record(started.elapsed());
         let bytes_in = fetched.bytes.len() as u64;
         metrics::counter!("image_bytes_in_total").increment(bytes_in);
-        let options = self.inner.options;
+        let options = self.inner.options.clone();
         // From the header only; the decode waits here for memory before it takes a CPU permit.
         let needed = memory_needed(&fetched.bytes, &options)?;
         let decode = self.inner.memory.reserve(Phase::Decode, needed).await?;
         let image_span = tracing::Span::current();
-        let mut compressed = self
+        let compressed = self
             .run_cpu(move || {
                 // Started here, so that the wait for a CPU permit is not part of it.
                 let span = tracing::info_span!(
                     parent: &image_span,
                     "compress image",
                     width = Empty,
-                    height = Empty
+                    height = Empty,
+                    renditions = Empty,
                 );
                 let _entered = span.enter();
                 // Both reservations end with this job, when the source and pixels are freed.
@@ -170,41 +191,78 @@ impl Imaging {
                 let started = Instant::now();
                 let compressed = compress(&fetched.bytes, &options)?;
                 metrics::histogram!("image_compress_duration_seconds").record(started.elapsed());
-                span.record("width", compressed.width);
-                span.record("height", compressed.height);
+                span.record("width", compressed.primary().width);
+                span.record("height", compressed.primary().height);
+                span.record("renditions", compressed.renditions.len());
                 Ok(compressed)
             })
             .await?;
-        let key = image_key(product_id, index, &compressed.data, compressed.format);
-        let bytes_out = compressed.data.len() as u64;
-        let data = bytes::Bytes::from(std::mem::take(&mut compressed.data));
-        // Keys hash the bytes: an image whose bytes did not change is already there, complete.
-        let written = self
-            .inner
-            .store
-            .put_once(&key, data)
-            .instrument(tracing::info_span!("store image", key = %key, bytes = bytes_out))
-            .await?;
-        if written {
-            metrics::counter!("image_bytes_out_total").increment(bytes_out);
-        }
+        let Compressed {
+            renditions,
+            primary,
+            ..
+        } = compressed;
+        let renditions = futures::future::try_join_all(
+            renditions
+                .into_iter()
+                .map(|rendition| self.store_rendition(product_id, index, rendition)),
+        )
+        .instrument(tracing::info_span!("store image"))
+        .await?;
+        let bytes_out = renditions.iter().map(|r| r.bytes).sum();
+        let primary = &renditions[primary];
         tracing::debug!(
             product_id,
             index,
             url,
-            %key,
+            key = %primary.key,
             bytes_in,
             bytes_out,
-            kept_source = compressed.kept_source,
-            written,
+            renditions = renditions.len(),
             "image stored"
         );
         Ok(StoredImage {
-            key,
-            width: compressed.width,
-            height: compressed.height,
+            key: primary.key.clone(),
+            width: primary.width,
+            height: primary.height,
             bytes_in,
             bytes_out,
+            renditions,
+        })
+    }
+
+    /// Writes one rendition under its content-hashed key; one already there is complete and
+    /// is left as it is.
+    async fn store_rendition(
+        &self,
+        product_id: i64,
+        index: u32,
+        rendition: Rendition,
+    ) -> Result<StoredRendition, ImagingError> {
+        let key = image_key(
+            product_id,
+            index,
+            rendition.long_side(),
+            &rendition.data,
+            rendition.format,
+        );
+        let bytes = rendition.data.len() as u64;
+        let written = self
+            .inner
+            .store
+            .put_once(&key, bytes::Bytes::from(rendition.data))
+            .instrument(tracing::info_span!("store rendition", key = %key, bytes))
+            .await?;
+        if written {
+            metrics::counter!("image_bytes_out_total").increment(bytes);
+        }
+        tracing::trace!(%key, bytes, kept_source = rendition.kept_source, written, "rendition stored");
+        Ok(StoredRendition {
+            key,
+            format: rendition.format,
+            width: rendition.width,
+            height: rendition.height,
+            bytes,
         })
     }
 
@@ -250,7 +308,7 @@ impl Imaging {
 
     /// Compresses bytes already in memory (no fetch, no save), on the bounded CPU pool.
     pub async fn compress_bytes(&self, bytes: bytes::Bytes) -> Result<Compressed, ImagingError> {
-        let options = self.inner.options;
+        let options = self.inner.options.clone();
         self.run_cpu(move || compress(&bytes, &options)).await
     }
 

@@ -1,6 +1,6 @@
 //! Generated test images (feature `testkit`), the same for the tests and the benches: a
 //! photo-like picture (gradients, soft shapes, sensor-like noise, so it compresses like a photo,
-//! not like a flat test card) and EXIF orientation tags.
+//! not like a flat test card), EXIF orientation tags and embedded ICC profiles.
 
 use crate::pixels::{Layout, Pixels};
 
@@ -74,6 +74,31 @@ pub fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
     app1.extend_from_slice(&tiff);
     let mut out = jpeg[..2].to_vec();
     out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// `jpeg` with `icc` embedded as cameras and editors do: `ICC_PROFILE` APP2 segments right
+/// after SOI, split into chunks of at most 65 519 bytes numbered from 1.
+///
+/// ```
+/// use product_pipeline_imaging::{jpeg::icc_profile, test_images::{photo_jpeg, with_icc_profile}};
+///
+/// let tagged = with_icc_profile(&photo_jpeg(16, 8, 80), b"a profile");
+/// assert_eq!(icc_profile(&tagged).as_deref(), Some(&b"a profile"[..]));
+/// ```
+pub fn with_icc_profile(jpeg: &[u8], icc: &[u8]) -> Vec<u8> {
+    const TAG: &[u8] = b"ICC_PROFILE\0";
+    // A segment holds at most 65 533 payload bytes; the tag and two counters take 14.
+    let chunks: Vec<&[u8]> = icc.chunks(65_533 - TAG.len() - 2).collect();
+    let mut out = jpeg[..2].to_vec();
+    for (i, chunk) in chunks.iter().enumerate() {
+        out.extend_from_slice(&[0xFF, 0xE2]);
+        out.extend_from_slice(&((2 + TAG.len() + 2 + chunk.len()) as u16).to_be_bytes());
+        out.extend_from_slice(TAG);
+        out.extend_from_slice(&[(i + 1) as u8, chunks.len() as u8]);
+        out.extend_from_slice(chunk);
+    }
     out.extend_from_slice(&jpeg[2..]);
     out
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::*;
 use image::{DynamicImage, ImageBuffer, Luma, Rgba};
 use product_pipeline_imaging::compress::{compress, memory_needed, CompressOptions};
-use product_pipeline_imaging::test_images::{photo, photo_jpeg};
+use product_pipeline_imaging::test_images::{photo, photo_jpeg, with_exif_orientation};
 
 /// The system allocator, counting bytes in use and their peak.
 struct Counting;
@@ -64,6 +64,14 @@ fn the_estimate_bounds_what_compression_allocates() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("large RGB JPEG (DCT-scaled)", photo_jpeg(4000, 3000, 90)),
         ("small JPEG (kept or re-encoded)", photo_jpeg(800, 600, 85)),
+        (
+            "EXIF-rotated JPEG (every rendition turned)",
+            with_exif_orientation(&photo_jpeg(2400, 1800, 90), 6),
+        ),
+        (
+            "small EXIF-rotated JPEG (not resized)",
+            with_exif_orientation(&photo_jpeg(900, 700, 90), 8),
+        ),
         ("CMYK JPEG", cmyk_jpeg(2000, 1400)),
         (
             "RGB PNG",

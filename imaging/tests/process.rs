@@ -94,23 +94,48 @@ async fn large_jpeg_is_resized_and_stored() {
         .unwrap();
     assert_eq!((stored.width, stored.height), (1024, 768));
     assert_eq!(stored.bytes_in, src.len() as u64);
-    let name = stored.key.strip_prefix("products/7/0-").unwrap();
+    let name = stored.key.strip_prefix("products/7/0-1024-").unwrap();
     assert_eq!(name.len(), 16 + 4, "{name}");
     assert!(name.ends_with(".jpg"));
     assert!(name[..16].chars().all(|c| c.is_ascii_hexdigit()));
     let out = env.read(&stored);
-    assert_eq!(out.len() as u64, stored.bytes_out);
-    assert!(stored.bytes_out < stored.bytes_in);
+    assert!((out.len() as u64) < stored.bytes_in);
     assert_eq!(decode(&out).dimensions(), (1024, 768));
-    assert_eq!(env.files(), vec![stored.key.clone()]);
+    // The default renditions: 1024 and 320, JPEG and WebP each, the primary among them.
+    let mut keys: Vec<String> = stored.renditions.iter().map(|r| r.key.clone()).collect();
+    let sizes: Vec<(u32, u32, &str)> = stored
+        .renditions
+        .iter()
+        .map(|r| (r.width, r.height, r.format.name()))
+        .collect();
+    assert_eq!(
+        sizes,
+        [
+            (1024, 768, "jpeg"),
+            (1024, 768, "webp"),
+            (320, 240, "jpeg"),
+            (320, 240, "webp")
+        ]
+    );
+    assert!(keys.contains(&stored.key));
+    keys.sort();
+    assert_eq!(env.files(), keys);
+    for rendition in &stored.renditions {
+        let bytes = std::fs::read(env.media.path().join(&rendition.key)).unwrap();
+        assert_eq!(bytes.len() as u64, rendition.bytes);
+    }
+    assert_eq!(
+        stored.bytes_out,
+        stored.renditions.iter().map(|r| r.bytes).sum::<u64>()
+    );
 
-    // Same input again: same deterministic path, still one file.
+    // Same input again: same deterministic keys, nothing new written.
     let again = env
         .run(test_config(), &env.server.url("/photo.jpg"))
         .await
         .unwrap();
     assert_eq!(again, stored);
-    assert_eq!(env.files().len(), 1);
+    assert_eq!(env.files(), keys);
 }
 
 #[tokio::test]
@@ -672,13 +697,13 @@ async fn small_jpeg_never_grows() {
         .await
         .unwrap();
     assert_eq!((stored.width, stored.height), (300, 200));
+    let out = env.read(&stored);
     assert!(
-        stored.bytes_out <= stored.bytes_in,
+        out.len() as u64 <= stored.bytes_in,
         "{} > {}",
-        stored.bytes_out,
+        out.len(),
         stored.bytes_in
     );
-    let out = env.read(&stored);
     // Same pixels as the source (no generation loss), metadata gone.
     assert_eq!(out, plain, "the source minus its EXIF segment is kept");
     // Sanity: a q80 re-encode really would have been bigger.
@@ -765,7 +790,8 @@ async fn concurrent_jobs_share_the_cpu_pool() {
         let stored = t.await.unwrap().unwrap();
         assert_eq!((stored.width, stored.height), (1024, 768));
     }
-    assert_eq!(env.files().len(), 6);
+    // Four renditions each by default: 320 and 1024, JPEG and WebP.
+    assert_eq!(env.files().len(), 6 * 4);
     assert!(env
         .files()
         .iter()

@@ -267,16 +267,30 @@ async fn topic_config(config: &KafkaConfig, topic: &str, key: &str) -> Option<St
         .set("bootstrap.servers", &config.brokers)
         .create()
         .unwrap();
-    let described = admin
-        .describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new())
-        .await
-        .unwrap();
-    let resource = described.into_iter().next()?.ok()?;
-    resource
-        .entries
-        .into_iter()
-        .find(|entry| entry.name == key)
-        .and_then(|entry| entry.value)
+    // The broker may answer a describe without the entry for a moment after the topic's
+    // creation (seen with Tansu under load): asked again for a few seconds before `None` counts.
+    for _ in 0..20 {
+        let described = admin
+            .describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+            .await
+            .unwrap();
+        let value = described
+            .into_iter()
+            .next()
+            .and_then(|resource| resource.ok())
+            .and_then(|resource| {
+                resource
+                    .entries
+                    .into_iter()
+                    .find(|entry| entry.name == key)
+                    .and_then(|entry| entry.value)
+            });
+        if value.is_some() {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    None
 }
 
 /// 10 000 messages over 16 keys and 4 partitions, handled 32 at a time with out-of-order acks

@@ -103,7 +103,7 @@ impl Modify for MediaFiles {
             .parameter_in(ParameterIn::Path)
             .required(Required::True)
             .description(Some(
-                "A key from a product's `compressed_product_images`, e.g. `products/1/0-3f2a9c0d1e2f3a4b.jpg` (slashes unencoded)",
+                "A key from a product's `compressed_product_images` or `image_renditions`, e.g. `products/1/0-1024-3f2a9c0d1e2f3a4b.jpg` (slashes unencoded)",
             ))
             .schema(Some(ObjectBuilder::new().schema_type(Type::String)));
         let error = || {
@@ -372,6 +372,7 @@ mod tests {
             "User",
             "ProductStatus",
             "ImageError",
+            "ImageRendition",
             "ErrorBody",
             "NewProductRequest",
             "NewUserRequest",
@@ -384,6 +385,14 @@ mod tests {
         assert_eq!(
             served["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
+        );
+        let rendition = &served["components"]["schemas"]["ImageRendition"]["properties"];
+        for field in ["index", "width", "height", "format", "bytes", "path", "url"] {
+            assert!(rendition[field].is_object(), "rendition field {field}");
+        }
+        assert!(
+            served["components"]["schemas"]["Product"]["properties"]["image_renditions"]
+                .is_object()
         );
     }
 

@@ -23,13 +23,16 @@ pub struct ProductView {
     product: Product,
     /// URLs of `compressed_product_images`, entry for entry: under `MEDIA_PUBLIC_URL` when the
     /// server sets it, else this API's `/media/` (a path on this host).
-    #[schema(example = json!(["https://cdn.example.com/media/products/1/0-3f2a9c0d1e2f3a4b.jpg"]))]
+    #[schema(example = json!(["https://cdn.example.com/media/products/1/0-1024-3f2a9c0d1e2f3a4b.jpg"]))]
     compressed_product_image_urls: Vec<String>,
 }
 
 impl ProductView {
     /// The view of `product`, with its image URLs under `links`.
-    pub(super) fn new(product: Product, links: &MediaLinks) -> Self {
+    pub(super) fn new(mut product: Product, links: &MediaLinks) -> Self {
+        for rendition in &mut product.image_renditions {
+            rendition.url = Some(links.url(&rendition.path));
+        }
         let compressed_product_image_urls = product
             .compressed_product_images
             .iter()

@@ -108,6 +108,7 @@ fn product(id: i64) -> mq_core::domain::Product {
         product_images: vec!["http://img.example/a.jpg".into()],
         product_price: 1.into(),
         compressed_product_images: vec![],
+        image_renditions: vec![],
         status: mq_core::domain::ProductStatus::Pending,
         image_errors: vec![],
         version: 1,

@@ -119,6 +119,7 @@ mod tests {
             product_images: vec![],
             product_price: "1".parse().unwrap(),
             compressed_product_images: vec![],
+            image_renditions: vec![],
             status,
             image_errors: vec![],
             version,

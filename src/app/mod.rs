@@ -16,6 +16,8 @@ pub use crate::backends::connect_broker;
 use crate::config::{BrokerKind, Config};
 use crate::startup::Dependency;
 pub use crate::startup::StartupError;
+#[cfg(test)]
+pub(crate) use parts::imaging_error;
 pub use parts::{imaging_config, open_media, open_store};
 pub use running::{Roles, Running};
 use starting::Starting;

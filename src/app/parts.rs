@@ -62,7 +62,10 @@ pub fn imaging_config(config: &Config) -> product_pipeline_imaging::ImagingConfi
         transfer_grace: Duration::from_secs(config.image_fetch_grace),
         allow_private_hosts: config.allow_private_image_hosts,
         target_size: config.image_size,
+        renditions: config.image_renditions.clone(),
+        formats: config.image_formats.clone(),
         jpeg_quality: config.jpeg_quality,
+        webp_quality: config.webp_quality,
         jpeg_progressive: config.jpeg_progressive,
         memory_budget: (config.worker_memory_budget > 0).then_some(config.worker_memory_budget),
         ..product_pipeline_imaging::ImagingConfig::default()
@@ -70,7 +73,7 @@ pub fn imaging_config(config: &Config) -> product_pipeline_imaging::ImagingConfi
 }
 
 /// An image-pipeline error at start; a setting at fault is named as [`Config`] names it.
-pub(super) fn imaging_error(error: product_pipeline_imaging::ImagingError) -> StartupError {
+pub(crate) fn imaging_error(error: product_pipeline_imaging::ImagingError) -> StartupError {
     match error {
         product_pipeline_imaging::ImagingError::Config { setting, reason } => {
             StartupError::Config {
@@ -80,7 +83,10 @@ pub(super) fn imaging_error(error: product_pipeline_imaging::ImagingError) -> St
                     "fetch_budget" => "IMAGE_FETCH_BUDGET",
                     "transfer_grace" => "IMAGE_FETCH_GRACE",
                     "target_size" => "IMAGE_SIZE",
+                    "renditions" => "IMAGE_RENDITIONS",
+                    "formats" => "IMAGE_FORMATS",
                     "jpeg_quality" => "JPEG_QUALITY",
+                    "webp_quality" => "WEBP_QUALITY",
                     other => other,
                 },
                 reason,

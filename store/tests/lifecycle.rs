@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::fixtures::{dec, new_product, user};
 use common::TestCtx;
 use mq_core::domain::{
-    Created, IdempotencyKey, ImageError, ProcessingResult, Product, ProductChange, ProductPatch,
-    ProductRepo, ProductStatus, Recorded, RepoError, UserFilter, UserPatch, UserRepo,
+    Created, IdempotencyKey, ImageError, ImageRendition, ProcessingResult, Product, ProductChange,
+    ProductPatch, ProductRepo, ProductStatus, Recorded, RepoError, UserFilter, UserPatch, UserRepo,
 };
 use product_pipeline_store::entities::outbox;
 use product_pipeline_store::Store;
@@ -24,6 +24,7 @@ suite!(
     delete_removes_the_row_and_announces_it,
     changes_of_a_missing_product_are_not_found,
     results_count_only_for_their_version,
+    renditions_are_recorded_and_announced,
     idempotent_changes_replay,
     concurrent_changes_make_distinct_versions,
     changes_from_two_processes_make_distinct_versions,
@@ -275,8 +276,61 @@ async fn results_count_only_for_their_version(ctx: TestCtx) {
             "version": 2,
             "status": "failed",
             "compressed_product_images": [],
+            "image_renditions": [],
             "image_errors": [{"index": 0, "url": "https://example.com/c.jpg", "reason": "HTTP 404"}],
         })]
+    );
+}
+
+/// A result's renditions are stored with the row, read back as they were, compared when the
+/// same result comes again, and announced in `products.processed`.
+async fn renditions_are_recorded_and_announced(ctx: TestCtx) {
+    let store = ctx.store;
+    let id = product(&store, "5550206").await.product_id;
+    store.mark_processing(id, Some(1)).await.unwrap();
+    let rendition = |side: u32, format: &str, ext: &str| ImageRendition {
+        index: 0,
+        width: side,
+        height: side * 3 / 4,
+        format: format.into(),
+        bytes: u64::from(side) * 10,
+        path: format!("products/{id}/0-{side}-ab.{ext}"),
+        url: None,
+    };
+    let renditions = vec![
+        rendition(1024, "jpeg", "jpg"),
+        rendition(1024, "webp", "webp"),
+        rendition(320, "jpeg", "jpg"),
+    ];
+    let result = ProcessingResult::new(vec![format!("products/{id}/0-1024-ab.jpg")], vec![])
+        .with_renditions(renditions.clone());
+    assert_eq!(
+        store.record_result(id, 1, &result).await.unwrap(),
+        Recorded::Applied
+    );
+    let row = store.get_product(id).await.unwrap().unwrap();
+    assert_eq!(row.image_renditions, renditions);
+    assert_eq!(row.stored_keys().len(), 3);
+    assert_eq!(
+        store.record_result(id, 1, &result).await.unwrap(),
+        Recorded::Unchanged
+    );
+    let fewer = result.clone().with_renditions(renditions[..1].to_vec());
+    assert_eq!(
+        store.record_result(id, 1, &fewer).await.unwrap(),
+        Recorded::Superseded,
+        "other renditions are another result"
+    );
+    let processed: Vec<serde_json::Value> = events(&store)
+        .await
+        .into_iter()
+        .filter(|(topic, _)| topic == "products.processed")
+        .map(|(_, payload)| payload)
+        .collect();
+    assert_eq!(processed.len(), 1);
+    assert_eq!(
+        processed[0]["image_renditions"],
+        serde_json::to_value(&renditions).unwrap()
     );
 }
 

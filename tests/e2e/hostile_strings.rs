@@ -387,12 +387,7 @@ pub async fn hostile_strings(stack: &Stack) {
         let (got, answer) = send(&app, route, body, headers).await;
         assert_eq!(got.as_u16(), *status, "{label}: {answer}");
         assert_eq!(answer["error"]["code"], *code, "{label}: {answer}");
-        let details: Vec<&str> = answer["error"]["details"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{label}: {answer}"))
-            .iter()
-            .map(|d| d["field"].as_str().unwrap())
-            .collect();
+        let details = error_fields(&answer).unwrap_or_else(|| panic!("{label}: {answer}"));
         assert_eq!(details, *fields, "{label}: {answer}");
     }
 

@@ -13,17 +13,6 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-fn keys(product: &Value) -> Vec<String> {
-    let mut keys: Vec<String> = product["compressed_product_images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|key| key.as_str().unwrap().to_owned())
-        .collect();
-    keys.sort();
-    keys
-}
-
 fn etag(headers: &reqwest::header::HeaderMap) -> String {
     headers["etag"].to_str().unwrap().to_owned()
 }
@@ -59,7 +48,7 @@ pub async fn products_change_and_are_deleted(stack: &Stack) {
         (first["status"].clone(), first["version"].clone()),
         (json!("done"), json!(1))
     );
-    let first_keys = keys(&first);
+    let first_keys = recorded_keys(&first);
     assert_eq!(stack.media_keys(id).await, first_keys);
     let path = format!("/products/{id}");
 
@@ -89,12 +78,7 @@ pub async fn products_change_and_are_deleted(stack: &Stack) {
         json!({"user_id": 2, "product_name": " ", "product_price": -1, "product_images": []});
     let (status, _, body) = send(&app, Method::PATCH, &path, Some(&invalid), &[]).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    let mut fields: Vec<&str> = body["error"]["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|detail| detail["field"].as_str().unwrap())
-        .collect();
+    let mut fields = error_fields(&body).unwrap();
     fields.sort_unstable();
     assert_eq!(
         fields,
@@ -144,10 +128,10 @@ pub async fn products_change_and_are_deleted(stack: &Stack) {
     let second = wait_final_version(&app, id, Some(3), PROCESSING).await;
     assert_eq!(second["status"], "done", "{second}");
     assert_eq!(second["compressed_product_images"][0], json!(kept_key));
-    assert_ne!(keys(&second), first_keys);
+    assert_ne!(recorded_keys(&second), first_keys);
     assert_eq!(
         stack.media_keys(id).await,
-        keys(&second),
+        recorded_keys(&second),
         "the old files are gone"
     );
     assert_eq!(
@@ -162,8 +146,8 @@ pub async fn products_change_and_are_deleted(stack: &Stack) {
     assert_eq!(status, StatusCode::ACCEPTED, "{reprocessed}");
     assert_eq!(reprocessed["version"], 4);
     let third = wait_final_version(&app, id, Some(4), PROCESSING).await;
-    assert_eq!(keys(&third), keys(&second));
-    assert_eq!(stack.media_keys(id).await, keys(&second));
+    assert_eq!(recorded_keys(&third), recorded_keys(&second));
+    assert_eq!(stack.media_keys(id).await, recorded_keys(&second));
 
     // Delete: no row, and through the worker no object.
     let (status, _, _) = send(&app, Method::DELETE, &path, None, &[]).await;

@@ -16,7 +16,7 @@ use mq_core::domain::{
 };
 use mq_core::worker::{Attempt, Handler};
 use mq_core::Message;
-use product_pipeline::consumer::{ImageConsumer, ImageFailure, ImageProcessor};
+use product_pipeline::consumer::{ImageConsumer, ImageFailure, ImageProcessor, ProcessedImage};
 use product_pipeline::imaging::media::MediaStore;
 use product_pipeline::store::Store;
 use tokio::sync::Notify;
@@ -56,7 +56,7 @@ impl ImageProcessor for StandIn {
         product_id: i64,
         index: u32,
         url: &str,
-    ) -> Result<String, ImageFailure> {
+    ) -> Result<ProcessedImage, ImageFailure> {
         if self.hold_next.swap(false, Ordering::SeqCst) {
             self.held.notify_one();
             self.release.notified().await;
@@ -70,7 +70,7 @@ impl ImageProcessor for StandIn {
                 media_store: true,
                 reason: error.to_string(),
             })?;
-        Ok(key)
+        Ok(key.as_str().into())
     }
 
     async fn retain(&self, product_id: i64, keep: &[String]) -> Result<usize, ImageFailure> {

@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 /// Checks a finished product's images: JPEGs in the media store at the recorded keys, ≤ 1024 px,
-/// served under /media with the caching headers, one object per image, no duplicates.
+/// served under /media with the caching headers, no duplicates; every rendition listed (320 and
+/// 1024 px, JPEG and WebP, by default), stored, served at its `url` and decoding to its size;
+/// nothing else stored.
 async fn assert_images_stored(stack: &Stack, app: &App, product: &Value, expected: usize) {
     let id = product["product_id"].as_i64().unwrap();
     let paths: Vec<&str> = product["compressed_product_images"]
@@ -58,11 +60,50 @@ async fn assert_images_stored(stack: &Stack, app: &App, product: &Value, expecte
         assert!(headers.contains_key("etag"), "{headers:?}");
         assert_eq!(served.bytes().await.unwrap(), bytes);
     }
-    let mut recorded: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
-    recorded.sort();
+    let renditions = product["image_renditions"].as_array().unwrap();
+    assert_eq!(renditions.len(), 4 * expected, "{product}");
+    for rendition in renditions {
+        let path = rendition["path"].as_str().unwrap();
+        let index = rendition["index"].as_u64().unwrap();
+        assert!(
+            path.starts_with(&format!("products/{id}/{index}-")),
+            "{path}"
+        );
+        let served = client()
+            .get(app.url(rendition["url"].as_str().unwrap()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(served.status().as_u16(), 200, "{path}");
+        let content_type = match rendition["format"].as_str().unwrap() {
+            "jpeg" => "image/jpeg",
+            "webp" => "image/webp",
+            other => panic!("unexpected format {other}"),
+        };
+        assert_eq!(served.headers()["content-type"], content_type, "{path}");
+        let bytes = served.bytes().await.unwrap();
+        assert_eq!(bytes.len() as u64, rendition["bytes"].as_u64().unwrap());
+        let image = image::load_from_memory(&bytes).expect("a decodable rendition");
+        assert_eq!(
+            (u64::from(image.width()), u64::from(image.height())),
+            (
+                rendition["width"].as_u64().unwrap(),
+                rendition["height"].as_u64().unwrap()
+            ),
+            "{path}"
+        );
+    }
+    for path in &paths {
+        assert!(
+            renditions
+                .iter()
+                .any(|r| r["path"] == *path && r["format"] == "jpeg"),
+            "the primary {path} is one of the renditions"
+        );
+    }
     assert_eq!(
         stack.media_keys(id).await,
-        recorded,
+        recorded_keys(product),
         "exactly the recorded objects for product {id}"
     );
 }
@@ -468,12 +509,7 @@ pub async fn validation_rules(stack: &Stack) {
             error["code"].is_string() && error["message"].is_string(),
             "{name}: error body {answer}"
         );
-        let details: Vec<&str> = error["details"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{name}: {answer}"))
-            .iter()
-            .map(|d| d["field"].as_str().unwrap())
-            .collect();
+        let details = error_fields(&answer).unwrap_or_else(|| panic!("{name}: {answer}"));
         assert_eq!(details, *fields, "{name}: {answer}");
     }
     // Nothing was stored by any rejected request.

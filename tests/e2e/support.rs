@@ -596,6 +596,37 @@ pub async fn send(
     )
 }
 
+/// Every media key a product (as the API shows it) refers to, sorted, each once: its primary
+/// renditions and all the others, which is what its prefix in the media store must hold.
+pub fn recorded_keys(product: &Value) -> Vec<String> {
+    let primary = product["compressed_product_images"]
+        .as_array()
+        .unwrap()
+        .iter();
+    let renditions = product["image_renditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rendition| &rendition["path"]);
+    let keys: std::collections::BTreeSet<String> = primary
+        .chain(renditions)
+        .map(|key| key.as_str().unwrap().to_owned())
+        .collect();
+    keys.into_iter().collect()
+}
+
+/// The `field` of every entry of an error answer's `details`, in order; `None` when the answer
+/// has no `details` list.
+pub fn error_fields(answer: &Value) -> Option<Vec<&str>> {
+    let details = answer["error"]["details"].as_array()?;
+    Some(
+        details
+            .iter()
+            .map(|detail| detail["field"].as_str().unwrap())
+            .collect(),
+    )
+}
+
 pub async fn get_json(app: &App, path: &str) -> (StatusCode, Value) {
     let response = client().get(app.url(path)).send().await.unwrap();
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap();

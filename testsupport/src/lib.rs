@@ -8,4 +8,4 @@ pub mod pg;
 pub mod services;
 
 pub use names::unique_name;
-pub use services::{missing_service, service_var, services_required};
+pub use services::{missing_service, program, service_var, services_required};

@@ -36,3 +36,14 @@ pub fn service_var(var: &str, how: &str) -> Option<String> {
         _ => missing_service(var, how),
     }
 }
+
+/// The path of the program `name` on `PATH`, else [`missing_service`] with the Debian
+/// `package` that installs it (for tests that check our output with an independent tool).
+pub fn program(name: &str, package: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|path| path.is_file())
+    });
+    found.or_else(|| missing_service(name, &format!("apt-get install {package}")))
+}

@@ -1,7 +1,8 @@
 //! Media keys: how stored objects are named, and which names a client may ask for.
 //!
 //! Keys are built from numbers and a content hash only, never from an image URL:
-//! `products/<product_id>/<index>-<16 hex digits of SHA-256>.<ext>`. Because the name changes
+//! `products/<product_id>/<index>-<rendition>-<16 hex digits of SHA-256>.<ext>`, where the
+//! rendition is its longest side in pixels. Because the name changes
 //! whenever the bytes do, an object under a key never changes, which is what lets
 //! `GET /media/{key}` answer `Cache-Control: immutable` and a re-run detect what it superseded.
 //!
@@ -23,15 +24,22 @@ pub const MAX_KEY_LEN: usize = 512;
 /// The folder every product's objects live under.
 pub const PRODUCTS_PREFIX: &str = "products";
 
-/// `products/<product_id>/<index>-<hash>.<ext>` for `data`.
+/// `products/<product_id>/<index>-<long_side>-<hash>.<ext>` for `data`, the rendition of image
+/// `index` whose longest side is `long_side` pixels.
 ///
 /// ```
 /// use product_pipeline_imaging::{media::image_key, OutputFormat};
-/// let key = image_key(42, 3, b"jpeg bytes", OutputFormat::Jpeg);
-/// assert!(key.starts_with("products/42/3-") && key.ends_with(".jpg"));
-/// assert_eq!(key, image_key(42, 3, b"jpeg bytes", OutputFormat::Jpeg));
+/// let key = image_key(42, 3, 1024, b"jpeg bytes", OutputFormat::Jpeg);
+/// assert!(key.starts_with("products/42/3-1024-") && key.ends_with(".jpg"));
+/// assert_eq!(key, image_key(42, 3, 1024, b"jpeg bytes", OutputFormat::Jpeg));
 /// ```
-pub fn image_key(product_id: i64, index: u32, data: &[u8], format: OutputFormat) -> String {
+pub fn image_key(
+    product_id: i64,
+    index: u32,
+    long_side: u32,
+    data: &[u8],
+    format: OutputFormat,
+) -> String {
     let digest = Sha256::digest(data);
     let hex: String = digest
         .iter()
@@ -39,7 +47,7 @@ pub fn image_key(product_id: i64, index: u32, data: &[u8], format: OutputFormat)
         .map(|b| format!("{b:02x}"))
         .collect();
     format!(
-        "{}/{index}-{hex}.{}",
+        "{}/{index}-{long_side}-{hex}.{}",
         product_prefix(product_id),
         format.extension()
     )
@@ -103,11 +111,15 @@ mod tests {
 
     #[test]
     fn keys_are_deterministic_and_hash_the_content() {
-        let a = image_key(42, 3, b"hello", OutputFormat::Jpeg);
-        assert_eq!(a, image_key(42, 3, b"hello", OutputFormat::Jpeg));
-        assert_eq!(a.len(), "products/42/3-".len() + HASH_LEN + ".jpg".len());
-        assert_ne!(a, image_key(42, 3, b"other", OutputFormat::Jpeg));
-        assert!(image_key(42, 3, b"hello", OutputFormat::WebP).ends_with(".webp"));
+        let a = image_key(42, 3, 320, b"hello", OutputFormat::Jpeg);
+        assert_eq!(a, image_key(42, 3, 320, b"hello", OutputFormat::Jpeg));
+        assert_eq!(
+            a.len(),
+            "products/42/3-320-".len() + HASH_LEN + ".jpg".len()
+        );
+        assert_ne!(a, image_key(42, 3, 320, b"other", OutputFormat::Jpeg));
+        assert_ne!(a, image_key(42, 3, 1024, b"hello", OutputFormat::Jpeg));
+        assert!(image_key(42, 3, 320, b"hello", OutputFormat::WebP).ends_with(".webp"));
         assert!(served_key(&a).is_some(), "{a} is servable");
     }
 

@@ -24,7 +24,7 @@
 //!
 //! let media = MediaStore::from_url("memory://")?;
 //! media.check().await?;
-//! let key = image_key(7, 0, b"jpeg bytes", OutputFormat::Jpeg);
+//! let key = image_key(7, 0, 1024, b"jpeg bytes", OutputFormat::Jpeg);
 //! media.put(&key, bytes::Bytes::from_static(b"jpeg bytes")).await?;
 //! assert_eq!(media.list_product(7).await?, vec![key.clone()]);
 //! media.retain_product(7, &[]).await?;

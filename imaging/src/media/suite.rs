@@ -64,7 +64,7 @@ pub async fn check_answers(media: &MediaStore) {
 pub async fn put_then_get(media: &MediaStore) {
     let id = unique_product_id();
     let data = Bytes::from(vec![7u8; 70_001]);
-    let key = image_key(id, 0, &data, OutputFormat::Jpeg);
+    let key = image_key(id, 0, 1024, &data, OutputFormat::Jpeg);
     media.put(&key, data.clone()).await.unwrap();
     assert_eq!(read(media, &key).await.unwrap(), data, "{media}: {key}");
     let meta = media.head(&Path::parse(&key).unwrap()).await.unwrap();
@@ -75,7 +75,7 @@ pub async fn put_then_get(media: &MediaStore) {
 /// Writing a key again replaces the object.
 pub async fn overwrite_same_key(media: &MediaStore) {
     let id = unique_product_id();
-    let key = image_key(id, 0, b"first", OutputFormat::Jpeg);
+    let key = image_key(id, 0, 1024, b"first", OutputFormat::Jpeg);
     media.put(&key, Bytes::from_static(b"first")).await.unwrap();
     media
         .put(&key, Bytes::from_static(b"second, longer"))
@@ -89,7 +89,7 @@ pub async fn overwrite_same_key(media: &MediaStore) {
 /// [`MediaStore::put_once`] writes a key that is not there, and leaves one that is.
 pub async fn put_once_keeps_what_is_there(media: &MediaStore) {
     let id = unique_product_id();
-    let key = image_key(id, 0, b"first", OutputFormat::Jpeg);
+    let key = image_key(id, 0, 1024, b"first", OutputFormat::Jpeg);
     assert!(
         media
             .put_once(&key, Bytes::from_static(b"first"))
@@ -111,7 +111,7 @@ pub async fn put_once_keeps_what_is_there(media: &MediaStore) {
 /// A deleted object is gone; deleting it again, or a key never written, succeeds.
 pub async fn delete_is_idempotent(media: &MediaStore) {
     let id = unique_product_id();
-    let key = image_key(id, 1, b"x", OutputFormat::WebP);
+    let key = image_key(id, 1, 1024, b"x", OutputFormat::WebP);
     media.put(&key, Bytes::from_static(b"x")).await.unwrap();
     media.delete(&key).await.unwrap();
     assert!(matches!(
@@ -129,12 +129,12 @@ pub async fn list_only_the_products_keys(media: &MediaStore) {
     // `products/<id>0` shares the text prefix `products/<id>` but is another product.
     let neighbour = id * 10;
     let mut keys: Vec<String> = (0..3)
-        .map(|index| image_key(id, index, &[index as u8], OutputFormat::Jpeg))
+        .map(|index| image_key(id, index, 1024, &[index as u8], OutputFormat::Jpeg))
         .collect();
     for key in &keys {
         media.put(key, Bytes::from_static(b"image")).await.unwrap();
     }
-    let other = image_key(neighbour, 0, b"n", OutputFormat::Jpeg);
+    let other = image_key(neighbour, 0, 1024, b"n", OutputFormat::Jpeg);
     media.put(&other, Bytes::from_static(b"n")).await.unwrap();
     keys.sort();
     assert_eq!(media.list_product(id).await.unwrap(), keys, "{media}");
@@ -145,7 +145,7 @@ pub async fn list_only_the_products_keys(media: &MediaStore) {
 
 /// Reading a key never written is [`MediaError::NotFound`], not an outage.
 pub async fn missing_key_is_not_found(media: &MediaStore) {
-    let key = image_key(unique_product_id(), 0, b"never", OutputFormat::Jpeg);
+    let key = image_key(unique_product_id(), 0, 1024, b"never", OutputFormat::Jpeg);
     match read(media, &key).await {
         Err(error @ MediaError::NotFound { .. }) => assert!(!error.is_transient()),
         other => panic!("{media}: expected NotFound for {key}, got {other:?}"),
@@ -161,7 +161,7 @@ pub async fn missing_key_is_not_found(media: &MediaStore) {
 pub async fn ranged_get(media: &MediaStore) {
     let id = unique_product_id();
     let data: Bytes = (0..=255u8).cycle().take(10_000).collect::<Vec<_>>().into();
-    let key = image_key(id, 0, &data, OutputFormat::Jpeg);
+    let key = image_key(id, 0, 1024, &data, OutputFormat::Jpeg);
     media.put(&key, data.clone()).await.unwrap();
     let path = Path::parse(&key).unwrap();
     for (range, expected) in [
@@ -187,9 +187,9 @@ pub async fn ranged_get(media: &MediaStore) {
 /// [`MediaStore::retain_product`] deletes exactly the objects not kept.
 pub async fn retain_deletes_what_is_not_kept(media: &MediaStore) {
     let id = unique_product_id();
-    let old = image_key(id, 0, b"old", OutputFormat::Jpeg);
-    let new = image_key(id, 0, b"new", OutputFormat::Jpeg);
-    let other = image_key(id, 1, b"other", OutputFormat::Jpeg);
+    let old = image_key(id, 0, 1024, b"old", OutputFormat::Jpeg);
+    let new = image_key(id, 0, 1024, b"new", OutputFormat::Jpeg);
+    let other = image_key(id, 1, 1024, b"other", OutputFormat::Jpeg);
     for key in [&old, &new, &other] {
         media.put(key, Bytes::from_static(b"data")).await.unwrap();
     }
@@ -206,7 +206,7 @@ pub async fn retain_deletes_what_is_not_kept(media: &MediaStore) {
 /// Writers racing on one key leave one of their objects, whole: never a mix or a torn write.
 pub async fn concurrent_writers_of_one_key(media: &MediaStore) {
     let id = unique_product_id();
-    let key = image_key(id, 0, b"contended", OutputFormat::Jpeg);
+    let key = image_key(id, 0, 1024, b"contended", OutputFormat::Jpeg);
     let payloads: Vec<Bytes> = (0..8u8)
         .map(|i| Bytes::from(vec![i; 64 * 1024 + usize::from(i) * 1000]))
         .collect();

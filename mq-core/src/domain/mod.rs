@@ -14,8 +14,9 @@ pub use outbox::{
     PRODUCTS_PROCESSED_TOPIC, PRODUCTS_UPDATED_TOPIC, PRODUCT_EVENT_TOPICS,
 };
 pub use product::{
-    ImageError, NewProduct, Page, ProcessingResult, Product, ProductChange, ProductCreated,
-    ProductEvent, ProductFilter, ProductPatch, ProductProcessed, ProductStatus, Recorded,
+    ImageError, ImageRendition, NewProduct, Page, ProcessingResult, Product, ProductChange,
+    ProductCreated, ProductEvent, ProductFilter, ProductPatch, ProductProcessed, ProductStatus,
+    Recorded,
 };
 pub use repo::{OutboxRepo, ProductRepo, RepoError, UserRepo};
 pub use user::{NewUser, User, UserFilter, UserPatch};

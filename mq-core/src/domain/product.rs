@@ -82,6 +82,34 @@ pub struct ImageError {
     pub reason: String,
 }
 
+/// One stored rendition of a product image (a size in a format): what a storefront's `srcset`
+/// and `<picture>` need.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "index": 0, "width": 320, "height": 240, "format": "webp", "bytes": 14022,
+    "path": "products/42/0-320-8d1c0b7e6f5a4d3c.webp",
+    "url": "https://cdn.example.com/media/products/42/0-320-8d1c0b7e6f5a4d3c.webp"
+})))]
+pub struct ImageRendition {
+    /// Index into `product_images` of the source image.
+    pub index: u32,
+    /// Width in pixels (as displayed: orientation applied).
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// `jpeg` or `webp`.
+    pub format: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Key in the media store, `products/<id>/<index>-<longest side>-<hash>.<ext>`.
+    pub path: String,
+    /// Where to fetch it: filled in by the HTTP API (under `MEDIA_PUBLIC_URL`, or its own
+    /// `/media/`), never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
 /// A product as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -89,7 +117,13 @@ pub struct ImageError {
     "product_id": 42, "user_id": 1, "product_name": "Desk lamp", "product_description": "Brass, 40 cm",
     "product_images": ["https://images.example.com/lamp-front.jpg", "https://images.example.com/missing.jpg"],
     "product_price": 49.9,
-    "compressed_product_images": ["products/42/0-3f2a9c0d4e5b6a71.jpg"],
+    "compressed_product_images": ["products/42/0-1024-3f2a9c0d4e5b6a71.jpg"],
+    "image_renditions": [
+        {"index": 0, "width": 1024, "height": 768, "format": "jpeg", "bytes": 148211, "path": "products/42/0-1024-3f2a9c0d4e5b6a71.jpg"},
+        {"index": 0, "width": 1024, "height": 768, "format": "webp", "bytes": 102388, "path": "products/42/0-1024-51e0a2b39c4d7f16.webp"},
+        {"index": 0, "width": 320, "height": 240, "format": "jpeg", "bytes": 19870, "path": "products/42/0-320-a7c3e1f05b2d4968.jpg"},
+        {"index": 0, "width": 320, "height": 240, "format": "webp", "bytes": 14022, "path": "products/42/0-320-8d1c0b7e6f5a4d3c.webp"}
+    ],
     "status": "partial", "version": 1,
     "image_errors": [{"index": 1, "url": "https://images.example.com/missing.jpg", "reason": "the image server answered 404 Not Found; check the image URL"}],
     "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:02Z"
@@ -108,9 +142,14 @@ pub struct Product {
     /// Exact decimal price, at most 2 decimals; a JSON number on the wire.
     #[serde(with = "rust_decimal::serde::float")]
     pub product_price: Decimal,
-    /// Keys of the compressed images in the media store (`products/<id>/<index>-<hash>.jpg`).
-    /// When `status` is `done`, entry `i` belongs to `product_images[i]`.
+    /// Keys of the primary renditions in the media store (the largest JPEG not above the
+    /// configured image size, `products/<id>/<index>-<longest side>-<hash>.jpg`). When `status`
+    /// is `done`, entry `i` belongs to `product_images[i]`.
     pub compressed_product_images: Vec<String>,
+    /// Every stored rendition of every image (sizes and formats), the primary ones included;
+    /// empty until the images are processed.
+    #[serde(default)]
+    pub image_renditions: Vec<ImageRendition>,
     /// Processing status.
     pub status: ProductStatus,
     /// The images that failed, when `status` is `partial` or `failed`.
@@ -201,7 +240,8 @@ pub type ProductCreated = ProductEvent;
 /// // Before anything is published (RabbitMQ drops messages for which no queue exists).
 /// subscriber.declare(PRODUCTS_PROCESSED_TOPIC, "search-index").await?;
 /// # let event = ProductProcessed { product_id: 7, version: 2, status: ProductStatus::Done,
-/// #     compressed_product_images: vec!["products/7/0-ab.jpg".into()], image_errors: vec![] };
+/// #     compressed_product_images: vec!["products/7/0-1024-ab.jpg".into()],
+/// #     image_renditions: vec![], image_errors: vec![] };
 /// # broker.publisher().publish(PRODUCTS_PROCESSED_TOPIC, Message::json(&event)?).await?;
 /// let mut events = subscriber.subscribe(PRODUCTS_PROCESSED_TOPIC, "search-index").await?;
 /// if let Some(delivery) = events.next().await {
@@ -223,6 +263,10 @@ pub struct ProductProcessed {
     pub status: ProductStatus,
     /// The stored keys, as in [`Product::compressed_product_images`].
     pub compressed_product_images: Vec<String>,
+    /// Every stored rendition, as in [`Product::image_renditions`] (absent in events written
+    /// before renditions existed).
+    #[serde(default)]
+    pub image_renditions: Vec<ImageRendition>,
     /// The images that failed.
     pub image_errors: Vec<ImageError>,
 }
@@ -242,8 +286,12 @@ pub enum Recorded {
 /// What the image consumer recorded for a product.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessingResult {
-    /// Paths of the images that worked, in the order of `product_images`.
+    /// Paths of the primary renditions of the images that worked, in the order of
+    /// `product_images`.
     pub compressed_product_images: Vec<String>,
+    /// Every rendition of the images that worked.
+    #[serde(default)]
+    pub image_renditions: Vec<ImageRendition>,
     /// The images that failed.
     pub image_errors: Vec<ImageError>,
     /// `done`, `partial` or `failed`, derived from the two lists.
@@ -263,10 +311,42 @@ impl ProcessingResult {
         };
         Self {
             compressed_product_images,
+            image_renditions: Vec::new(),
             image_errors,
             status,
         }
     }
+
+    /// The result with its images' renditions.
+    pub fn with_renditions(self, image_renditions: Vec<ImageRendition>) -> Self {
+        Self {
+            image_renditions,
+            ..self
+        }
+    }
+
+    /// Every media key the result refers to: the objects its product must keep.
+    pub fn stored_keys(&self) -> Vec<String> {
+        stored_keys(&self.compressed_product_images, &self.image_renditions)
+    }
+}
+
+impl Product {
+    /// Every media key the row refers to: its primary renditions and all the others.
+    pub fn stored_keys(&self) -> Vec<String> {
+        stored_keys(&self.compressed_product_images, &self.image_renditions)
+    }
+}
+
+/// The primary keys and the renditions' paths, each once, in that order.
+fn stored_keys(primary: &[String], renditions: &[ImageRendition]) -> Vec<String> {
+    let mut keys = primary.to_vec();
+    for rendition in renditions {
+        if !keys.contains(&rendition.path) {
+            keys.push(rendition.path.clone());
+        }
+    }
+    keys
 }
 
 /// Filters and cursor for listing products. Results are ordered by `product_id` ascending.

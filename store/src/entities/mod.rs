@@ -11,4 +11,4 @@ pub mod product;
 mod types;
 pub mod user;
 
-pub use types::{HeaderMap, ImageErrorList, StoredPrice, TextList};
+pub use types::{HeaderMap, ImageErrorList, RenditionList, StoredPrice, TextList};

@@ -3,7 +3,7 @@
 use mq_core::domain::{Product, ProductStatus};
 use sea_orm::entity::prelude::*;
 
-use super::{ImageErrorList, StoredPrice, TextList};
+use super::{ImageErrorList, RenditionList, StoredPrice, TextList};
 
 /// A row of `products`.
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
@@ -28,6 +28,9 @@ pub struct Model {
     /// Compressed image paths, relative to the media directory (JSON array).
     #[sea_orm(column_type = "JsonBinary")]
     pub compressed_product_images: TextList,
+    /// Every stored rendition (JSON array of `{index, width, height, format, bytes, path}`).
+    #[sea_orm(column_type = "JsonBinary")]
+    pub image_renditions: RenditionList,
     /// `pending`, `processing`, `done`, `partial` or `failed`.
     pub status: String,
     /// Images that failed (JSON array of `{index, url, reason}`).
@@ -74,6 +77,7 @@ impl TryFrom<Model> for Product {
             product_images: m.product_images.0,
             product_price: m.product_price.to_decimal(),
             compressed_product_images: m.compressed_product_images.0,
+            image_renditions: m.image_renditions.0,
             status,
             image_errors: m.image_errors.0,
             version: m.version,

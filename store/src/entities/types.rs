@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use mq_core::domain::ImageError;
+use mq_core::domain::{ImageError, ImageRendition};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::{ArrayType, ColumnType, Nullable, Value, ValueType, ValueTypeErr};
 use sea_orm::{ColIdx, FromJsonQueryResult, QueryResult, TryGetError, TryGetable};
@@ -15,6 +15,11 @@ pub struct TextList(pub Vec<String>);
 /// The `image_errors` column: a JSON array of `{index, url, reason}` objects.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, FromJsonQueryResult)]
 pub struct ImageErrorList(pub Vec<ImageError>);
+
+/// The `image_renditions` column: a JSON array of `{index, width, height, format, bytes, path}`
+/// objects.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, FromJsonQueryResult)]
+pub struct RenditionList(pub Vec<ImageRendition>);
 
 /// Outbox message headers stored as a JSON object.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, FromJsonQueryResult)]

@@ -6,6 +6,7 @@ mod m20261125_000001_create_tables;
 mod m20261201_000002_create_idempotency_keys;
 mod m20261201_000003_index_published_outbox_rows;
 mod m20261203_000004_add_product_versions;
+mod m20261203_000005_add_image_renditions;
 
 /// All migrations of the store, in order.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_create_idempotency_keys::Migration),
             Box::new(m20261201_000003_index_published_outbox_rows::Migration),
             Box::new(m20261203_000004_add_product_versions::Migration),
+            Box::new(m20261203_000005_add_image_renditions::Migration),
         ]
     }
 }

@@ -23,7 +23,7 @@ use sea_orm::{
 use super::products::product_event;
 use crate::dialect::Dialect;
 use crate::entities::product::{self, Column};
-use crate::entities::{ImageErrorList, TextList};
+use crate::entities::{ImageErrorList, RenditionList, TextList};
 use crate::error::repo_err;
 use crate::store::now;
 
@@ -186,6 +186,7 @@ pub(super) async fn record_result(
 ) -> Result<Recorded, RepoError> {
     let status = result.status.as_str();
     let compressed = Value::from(TextList(result.compressed_product_images.clone()));
+    let renditions = Value::from(RenditionList(result.image_renditions.clone()));
     let errors = Value::from(ImageErrorList(result.image_errors.clone()));
     // One statement, matching only the version the result was made for, and only while that
     // version has no final status yet: the first result recorded for a version is its result,
@@ -193,6 +194,7 @@ pub(super) async fn record_result(
     let updated = product::Entity::update_many()
         .col_expr(Column::Status, Expr::value(status))
         .col_expr(Column::CompressedProductImages, Expr::value(compressed))
+        .col_expr(Column::ImageRenditions, Expr::value(renditions))
         .col_expr(Column::ImageErrors, Expr::value(errors))
         .col_expr(Column::UpdatedAt, Expr::value(now()))
         .filter(Column::Id.eq(id))
@@ -217,6 +219,7 @@ pub(super) async fn record_result(
                 if row.version == version
                     && row.status == result.status
                     && row.compressed_product_images == result.compressed_product_images
+                    && row.image_renditions == result.image_renditions
                     && row.image_errors == result.image_errors =>
             {
                 Recorded::Unchanged
@@ -229,6 +232,7 @@ pub(super) async fn record_result(
         version,
         status: result.status,
         compressed_product_images: result.compressed_product_images.clone(),
+        image_renditions: result.image_renditions.clone(),
         image_errors: result.image_errors.clone(),
     };
     let payload = serde_json::to_value(processed).map_err(|e| RepoError::Other(e.to_string()))?;

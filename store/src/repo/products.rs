@@ -15,7 +15,7 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
-use crate::entities::{product, ImageErrorList, StoredPrice, TextList};
+use crate::entities::{product, ImageErrorList, RenditionList, StoredPrice, TextList};
 use crate::error::{kind, repo_err, Kind};
 use crate::store::{now, Store};
 
@@ -83,6 +83,7 @@ async fn insert_product(
         product_images: Set(TextList(new.product_images)),
         product_price: Set(price),
         compressed_product_images: Set(TextList::default()),
+        image_renditions: Set(RenditionList::default()),
         status: Set(ProductStatus::Pending.as_str().to_owned()),
         image_errors: Set(ImageErrorList::default()),
         version: Set(1),

@@ -27,6 +27,7 @@ fn lamp(id: i64, status: ProductStatus, compressed: &[&str]) -> Product {
         product_images: vec!["https://images.example.com/lamp.jpg".into()],
         product_price: "49.9".parse().unwrap(),
         compressed_product_images: compressed.iter().map(|key| key.to_string()).collect(),
+        image_renditions: Vec::new(),
         status,
         image_errors: Vec::new(),
         version: 1,
