@@ -185,7 +185,8 @@ pub struct Config {
     pub image_renditions: Vec<u32>,
 
     /// Formats every rendition is written in, comma-separated: `jpeg` (required: the primary
-    /// rendition is one) and `webp` (cargo feature `webp`, on by default).
+    /// rendition is one), `webp` (cargo feature `webp`, on by default) and `avif` (cargo feature
+    /// `avif`; several times the CPU of the others).
     #[arg(long, env = "IMAGE_FORMATS", default_value = DEFAULT_IMAGE_FORMATS, value_delimiter = ',', value_parser = parse_format)]
     pub image_formats: Vec<OutputFormat>,
 
@@ -196,6 +197,14 @@ pub struct Config {
     /// WebP quality of compressed images (with `webp` in `IMAGE_FORMATS`).
     #[arg(long, env = "WEBP_QUALITY", default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub webp_quality: u8,
+
+    /// AVIF quality of compressed images (with `avif` in `IMAGE_FORMATS`).
+    #[arg(long, env = "AVIF_QUALITY", default_value_t = 60, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub avif_quality: u8,
+
+    /// AVIF encoder speed, 1 (slowest, smallest files) to 10 (fastest).
+    #[arg(long, env = "AVIF_SPEED", default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=10))]
+    pub avif_speed: u8,
 
     /// Write progressive JPEGs (shown coarse first while they load) instead of baseline ones.
     #[arg(long, env = "JPEG_PROGRESSIVE", default_value = "false", value_parser = BoolishValueParser::new())]

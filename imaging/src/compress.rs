@@ -31,6 +31,10 @@ pub struct CompressOptions {
     pub jpeg_progressive: bool,
     /// WebP quality 1..=100.
     pub webp_quality: u8,
+    /// AVIF quality 1..=100.
+    pub avif_quality: u8,
+    /// AVIF encoder speed 1..=10.
+    pub avif_speed: u8,
     /// Resampling filter.
     pub filter: ResizeFilter,
     /// Decode limits.
@@ -65,6 +69,8 @@ impl From<&ImagingConfig> for CompressOptions {
             jpeg_quality: c.jpeg_quality,
             jpeg_progressive: c.jpeg_progressive,
             webp_quality: c.webp_quality,
+            avif_quality: c.avif_quality,
+            avif_speed: c.avif_speed,
             filter: c.filter,
             limits: DecodeLimits {
                 max_pixels: c.max_pixels,
@@ -150,6 +156,15 @@ fn decode_long_side(probe: &Probe, opts: &CompressOptions) -> u32 {
     sizes.first().map_or(opts.target_size, |&(w, h)| w.max(h))
 }
 
+/// Bytes rav1e holds while encoding an AVIF, per byte of the RGB rendition it encodes (its
+/// frames, planes and analysis buffers; measured by `tests/memory_needed.rs`).
+const AVIF_WORKING_MEMORY: u64 = 12;
+
+/// Bytes libwebp holds while encoding, per byte of the RGB rendition: allocated in C, so the
+/// allocation test cannot see them; measured as the growth of the peak RSS of a 2048×1536
+/// encode (18.0 MiB for 9 MiB of pixels).
+const WEBP_WORKING_MEMORY: u64 = 2;
+
 /// The most memory [`compress`] holds at once for this image, in bytes, read from its header
 /// alone (no pixel is decoded): what the worker reserves from its
 /// [`MemoryBudget`](crate::budget::MemoryBudget) before decoding. Fails like `compress` on an
@@ -159,8 +174,10 @@ fn decode_long_side(probe: &Probe, opts: &CompressOptions) -> u32 {
 /// rendition, kept until the image is done: the resizer's intermediate when it resizes (rows
 /// convolved first: output width × decoded height), its pixels, when the image is turned their
 /// clone and the turned copy, and the encoded outputs of every format (each at most the size of
-/// its pixels); for a JPEG that needs no resizing, the copy without metadata that may be kept
-/// instead.
+/// its pixels); the working memory of the hungriest encoder on the largest rendition (encoders
+/// run one at a time); for a JPEG that needs no resizing, the copy without metadata that may be
+/// kept instead; for a progressive JPEG decoded scaled down, its copy without the scans that
+/// scale does not need ([`progressive`](crate::progressive)).
 pub fn memory_needed(bytes: &[u8], opts: &CompressOptions) -> Result<u64, ImagingError> {
     let probe = decode::probe(bytes, &opts.limits)?;
     let plan = decode::plan(bytes, &opts.limits, Some(decode_long_side(&probe, opts)))?;
@@ -173,25 +190,41 @@ pub fn memory_needed(bytes: &[u8], opts: &CompressOptions) -> Result<u64, Imagin
         } else {
             2
         };
+    let output = |&(w, h): &(u32, u32)| u64::from(w) * u64::from(h) * channels;
     let renditions: u64 = sizes
         .iter()
-        .map(|&(w, h)| {
-            let output = u64::from(w) * u64::from(h) * channels;
-            let intermediate = if (w, h) == (plan.width, plan.height) {
+        .map(|size| {
+            let intermediate = if *size == (plan.width, plan.height) {
                 0
             } else {
-                u64::from(w) * u64::from(plan.height) * channels
+                u64::from(size.0) * u64::from(plan.height) * channels
             };
-            intermediate + copies * output
+            intermediate + copies * output(size)
         })
         .sum();
+    let encoder = opts
+        .formats
+        .iter()
+        .map(|format| match format {
+            OutputFormat::Jpeg => 0,
+            OutputFormat::WebP => WEBP_WORKING_MEMORY,
+            OutputFormat::Avif => AVIF_WORKING_MEMORY,
+        })
+        .max()
+        .unwrap_or(0)
+        * sizes.first().map_or(0, output);
     let kept_source = if probe.jpeg.is_some() && sizes.first() == Some(&(probe.width, probe.height))
     {
         bytes.len() as u64
     } else {
         0
     };
-    Ok(plan.peak_bytes + renditions + kept_source)
+    // A progressive JPEG decoded scaled down is decoded from a copy without some of its scans.
+    let reduced_copy = match probe.jpeg {
+        Some(info) if info.progressive && plan.width < probe.width => bytes.len() as u64,
+        _ => 0,
+    };
+    Ok(plan.peak_bytes + renditions + encoder + kept_source + reduced_copy)
 }
 
 /// Compresses one image held in memory into every rendition of `opts`.

@@ -1,4 +1,5 @@
-//! Output encoding: JPEG through libjpeg-turbo, or lossy WebP (feature `webp`).
+//! Output encoding: JPEG through libjpeg-turbo, lossy WebP through libwebp (feature `webp`),
+//! AVIF through rav1e (feature `avif`).
 
 use crate::compress::CompressOptions;
 use crate::config::OutputFormat;
@@ -16,25 +17,34 @@ pub fn encode(
     match format {
         OutputFormat::Jpeg => jpeg::encode_with(pixels, opts.jpeg_quality, opts.jpeg_progressive),
         OutputFormat::WebP => encode_webp(pixels, opts.webp_quality),
+        OutputFormat::Avif => encode_avif(pixels, opts.avif_quality, opts.avif_speed),
+    }
+}
+
+/// The setting error for a format this build cannot encode.
+#[cfg(any(not(feature = "webp"), not(feature = "avif")))]
+fn not_built_in(format: OutputFormat) -> ImagingError {
+    ImagingError::Config {
+        setting: "formats",
+        reason: format!(
+            "{format} output needs the `{format}` feature of the product-pipeline-imaging crate"
+        ),
+    }
+}
+
+/// The pixels as RGB, gray expanded (the WebP and AVIF encoders take RGB only).
+#[cfg(any(feature = "webp", feature = "avif"))]
+fn rgb(pixels: &Pixels) -> std::borrow::Cow<'_, [u8]> {
+    match pixels.layout {
+        Layout::Rgb => std::borrow::Cow::Borrowed(&pixels.data),
+        Layout::Gray => pixels.data.iter().flat_map(|&g| [g, g, g]).collect(),
     }
 }
 
 #[cfg(feature = "webp")]
 fn encode_webp(pixels: &Pixels, quality: u8) -> Result<Vec<u8>, ImagingError> {
-    // libwebp takes RGB; expand gray.
-    let rgb;
-    let data = match pixels.layout {
-        Layout::Rgb => &pixels.data,
-        Layout::Gray => {
-            rgb = pixels
-                .data
-                .iter()
-                .flat_map(|&g| [g, g, g])
-                .collect::<Vec<u8>>();
-            &rgb
-        }
-    };
-    let encoder = webp::Encoder::from_rgb(data, pixels.width, pixels.height);
+    let data = rgb(pixels);
+    let encoder = webp::Encoder::from_rgb(&data, pixels.width, pixels.height);
     let mem = encoder
         .encode_simple(false, f32::from(quality))
         .map_err(|e| ImagingError::Encode {
@@ -45,11 +55,50 @@ fn encode_webp(pixels: &Pixels, quality: u8) -> Result<Vec<u8>, ImagingError> {
 
 #[cfg(not(feature = "webp"))]
 fn encode_webp(_pixels: &Pixels, _quality: u8) -> Result<Vec<u8>, ImagingError> {
-    let _ = Layout::Rgb;
-    Err(ImagingError::Config {
-        setting: "formats",
-        reason: "WebP output needs the `webp` feature of the product-pipeline-imaging crate".into(),
-    })
+    Err(not_built_in(OutputFormat::WebP))
+}
+
+/// 8-bit 4:2:0 AVIF, one thread (the CPU pool runs one job per core already).
+#[cfg(feature = "avif")]
+fn encode_avif(pixels: &Pixels, quality: u8, speed: u8) -> Result<Vec<u8>, ImagingError> {
+    let data = rgb(pixels);
+    let (rgb, _) = data.as_chunks::<3>();
+    let rgb: Vec<ravif::RGB8> = rgb
+        .iter()
+        .map(|&[r, g, b]| ravif::RGB8 { r, g, b })
+        .collect();
+    let image = ravif::Img::new(
+        rgb.as_slice(),
+        pixels.width as usize,
+        pixels.height as usize,
+    );
+    let encoded = ravif::Encoder::new()
+        .with_quality(f32::from(quality))
+        .with_speed(speed)
+        .with_bit_depth(ravif::BitDepth::Eight)
+        .with_num_threads(Some(1))
+        .encode_rgb(image)
+        .map_err(|e| ImagingError::Encode {
+            detail: format!("AVIF: {e}"),
+        })?;
+    Ok(encoded.avif_file)
+}
+
+#[cfg(not(feature = "avif"))]
+fn encode_avif(_pixels: &Pixels, _quality: u8, _speed: u8) -> Result<Vec<u8>, ImagingError> {
+    Err(not_built_in(OutputFormat::Avif))
+}
+
+#[cfg(all(test, feature = "avif"))]
+mod avif_tests {
+    use super::*;
+
+    #[test]
+    fn avif_output_is_an_avif_file() {
+        let pixels = crate::test_images::photo(64, 48);
+        let out = encode(&pixels, OutputFormat::Avif, &CompressOptions::default()).unwrap();
+        assert_eq!(&out[4..12], b"ftypavif", "an AVIF brand");
+    }
 }
 
 #[cfg(all(test, feature = "webp"))]

@@ -109,13 +109,20 @@ pub fn decode_scaled(
     scale: ScalingFactor,
     icc: Option<&[u8]>,
 ) -> Result<Pixels, ImagingError> {
-    let mut dec = Decompressor::new().map_err(decode_error)?;
-    dec.read_header(data).map_err(decode_error)?;
     let scale = if info.lossless {
         ScalingFactor::ONE
     } else {
         scale
     };
+    // A progressive JPEG without the scans this scale does not need decodes faster.
+    let reduced = if info.progressive {
+        crate::progressive::without_unneeded_scans(data, scale)
+    } else {
+        None
+    };
+    let data = reduced.as_deref().unwrap_or(data);
+    let mut dec = Decompressor::new().map_err(decode_error)?;
+    dec.read_header(data).map_err(decode_error)?;
     dec.set_scaling_factor(scale).map_err(decode_error)?;
     let width = scale.scale(info.width as usize);
     let height = scale.scale(info.height as usize);

@@ -7,8 +7,9 @@
 //!   limits ([`address`] decides which IPs are public);
 //! - [`format`](mod@format), [`decode`], [`jpeg`], [`pixels`], [`resize`], [`colour`],
 //!   [`encode`], [`compress`](mod@compress): sniff, decode once with limits (JPEG DCT-scaled by
-//!   libjpeg-turbo), then for each rendition SIMD resize, convert to sRGB, orient, encode
-//!   (JPEG, WebP);
+//!   libjpeg-turbo, a progressive one without the scans that scale does not need:
+//!   [`progressive`]), then for each rendition SIMD resize, convert to sRGB, orient, encode
+//!   (JPEG, WebP, AVIF);
 //! - [`budget`]: the memory budget that bounds downloaded bytes and decode buffers in flight;
 //! - [`media`]: the media store over object_store (local directory, memory, S3, GCS, Azure),
 //!   with deterministic content-hashed keys.
@@ -40,6 +41,7 @@ pub mod format;
 pub mod jpeg;
 pub mod media;
 pub mod pixels;
+pub mod progressive;
 pub mod resize;
 mod service;
 #[cfg(any(test, feature = "testkit"))]

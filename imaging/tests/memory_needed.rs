@@ -65,6 +65,10 @@ fn the_estimate_bounds_what_compression_allocates() {
         ("large RGB JPEG (DCT-scaled)", photo_jpeg(4000, 3000, 90)),
         ("small JPEG (kept or re-encoded)", photo_jpeg(800, 600, 85)),
         (
+            "progressive JPEG (decoded without its final scans)",
+            product_pipeline_imaging::jpeg::encode_with(&photo(4000, 3000), 90, true).unwrap(),
+        ),
+        (
             "EXIF-rotated JPEG (every rendition turned)",
             with_exif_orientation(&photo_jpeg(2400, 1800, 90), 6),
         ),
@@ -107,6 +111,36 @@ fn the_estimate_bounds_what_compression_allocates() {
         assert!(
             estimate <= 3 * peak + (4 << 20),
             "{what}: estimated {estimate} bytes for a peak of {peak}"
+        );
+    }
+}
+
+/// rav1e's working memory is counted when AVIF is among the formats.
+#[cfg(feature = "avif")]
+#[test]
+fn avif_encoding_is_counted() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap();
+    let opts = CompressOptions {
+        formats: vec![
+            product_pipeline_imaging::OutputFormat::Jpeg,
+            product_pipeline_imaging::OutputFormat::Avif,
+        ],
+        ..CompressOptions::default()
+    };
+    for (what, bytes) in [
+        ("large JPEG", photo_jpeg(3000, 2000, 90)),
+        ("small JPEG", photo_jpeg(500, 400, 90)),
+    ] {
+        let estimate = memory_needed(&bytes, &opts).unwrap();
+        let peak = measured_peak(&bytes, &opts) as u64;
+        eprintln!("{what} with AVIF: estimate {estimate} bytes, measured peak {peak} bytes");
+        assert!(
+            estimate >= peak,
+            "{what}: estimated {estimate}, peak {peak}"
+        );
+        assert!(
+            estimate <= 3 * peak + (4 << 20),
+            "{what}: estimated {estimate}, peak {peak}"
         );
     }
 }

@@ -26,7 +26,8 @@ fn shapes(compressed: &Compressed) -> Vec<(u32, u32, &'static str)> {
 }
 
 /// The dimensions a rendition decodes to, with a decoder other than the one that wrote it:
-/// `image` for JPEG, `dwebp` for WebP.
+/// `image` for JPEG, `dwebp` for WebP, `avifdec` (Debian's `libavif-bin`, dav1d or libaom) for
+/// AVIF.
 fn decoded_size(data: &[u8], format: OutputFormat) -> Option<(u32, u32)> {
     match format {
         OutputFormat::Jpeg => {
@@ -46,6 +47,21 @@ fn decoded_size(data: &[u8], format: OutputFormat) -> Option<(u32, u32)> {
                 .status()
                 .unwrap();
             assert!(status.success(), "dwebp could not decode the WebP");
+            let img = image::open(&output).unwrap();
+            Some((img.width(), img.height()))
+        }
+        OutputFormat::Avif => {
+            let avifdec = testsupport::program("avifdec", "libavif-bin")?;
+            let dir = tempfile::tempdir().unwrap();
+            let (input, output) = (dir.path().join("in.avif"), dir.path().join("out.png"));
+            std::fs::write(&input, data).unwrap();
+            let status = Command::new(avifdec)
+                .arg(&input)
+                .arg(&output)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "avifdec could not decode the AVIF");
             let img = image::open(&output).unwrap();
             Some((img.width(), img.height()))
         }
@@ -185,4 +201,22 @@ fn smaller_renditions_keep_their_quality() {
         / a.len() as f64;
     let psnr = 10.0 * (255.0f64 * 255.0 / mse).log10();
     assert!(psnr >= 35.0, "PSNR {psnr:.1} dB");
+}
+
+/// AVIF renditions (feature `avif`) decode with an independent decoder to their sizes.
+#[cfg(feature = "avif")]
+#[test]
+fn avif_renditions_decode() {
+    let opts = options(&[320, 1024], &[OutputFormat::Jpeg, OutputFormat::Avif]);
+    let compressed = compress(&photo_jpeg(1600, 1200, 90), &opts).unwrap();
+    assert_eq!(
+        shapes(&compressed),
+        [
+            (1024, 768, "jpeg"),
+            (1024, 768, "avif"),
+            (320, 240, "jpeg"),
+            (320, 240, "avif"),
+        ]
+    );
+    assert_all_decode(&compressed);
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use mq_core::{Error, Result};
 use parking_lot::Mutex;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
@@ -84,7 +86,12 @@ impl TopicAdmin {
             .map_err(|e| classify("create topic", e))?;
         for result in results {
             match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Ok(_) => {}
+                // Created by someone else, perhaps auto-created by a metadata request with the
+                // broker's defaults: the configuration it needs is applied to it.
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    self.apply_config(topic, topic_config, &options).await;
+                }
                 Err((name, code)) => {
                     return Err(classify(
                         &format!("create topic {name}"),
@@ -96,6 +103,38 @@ impl TopicAdmin {
         tracing::debug!(topic, "kafka topic ready");
         self.inner.known.lock().insert(topic.to_owned());
         Ok(())
+    }
+
+    /// Sets `topic_config` on an existing topic. Best effort: a broker that refuses is logged,
+    /// and the topic used as it is.
+    async fn apply_config(
+        &self,
+        topic: &str,
+        topic_config: &[(&str, &str)],
+        options: &AdminOptions,
+    ) {
+        if topic_config.is_empty() {
+            return;
+        }
+        let mut alter = AlterConfig::new(ResourceSpecifier::Topic(topic));
+        for (key, value) in topic_config {
+            alter = alter.set(key, value);
+        }
+        match self.inner.client.alter_configs([&alter], options).await {
+            Ok(results) if results.iter().all(|r| r.is_ok()) => {
+                tracing::debug!(topic, ?topic_config, "kafka topic configuration applied");
+            }
+            Ok(results) => {
+                tracing::warn!(
+                    topic,
+                    ?results,
+                    "the broker refused the topic's configuration"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(topic, %error, "the broker refused the topic's configuration");
+            }
+        }
     }
 
     pub(crate) fn is_known(&self, topic: &str) -> bool {

@@ -66,6 +66,8 @@ pub fn imaging_config(config: &Config) -> product_pipeline_imaging::ImagingConfi
         formats: config.image_formats.clone(),
         jpeg_quality: config.jpeg_quality,
         webp_quality: config.webp_quality,
+        avif_quality: config.avif_quality,
+        avif_speed: config.avif_speed,
         jpeg_progressive: config.jpeg_progressive,
         memory_budget: (config.worker_memory_budget > 0).then_some(config.worker_memory_budget),
         ..product_pipeline_imaging::ImagingConfig::default()
@@ -87,6 +89,8 @@ pub(crate) fn imaging_error(error: product_pipeline_imaging::ImagingError) -> St
                     "formats" => "IMAGE_FORMATS",
                     "jpeg_quality" => "JPEG_QUALITY",
                     "webp_quality" => "WEBP_QUALITY",
+                    "avif_quality" => "AVIF_QUALITY",
+                    "avif_speed" => "AVIF_SPEED",
                     other => other,
                 },
                 reason,

@@ -17,8 +17,9 @@ pub async fn an_image_over_the_budget_fails_and_the_others_are_processed() {
     let stack = Stack::memory_sqlite().await.unwrap();
     let images = ImageServer::start().await;
     let mut config = stack.config.clone();
-    // 1 MiB for downloads, 1 MiB for decodes: a 1000×1000 decode (3 MB of pixels) cannot fit.
-    config.worker_memory_budget = 2 * MIB;
+    // 2 MiB for downloads, 2 MiB for decodes: a 300×200 image and its renditions (about
+    // 1.1 MB) fit, a 1000×1000 decode (3 MB of pixels before any rendition) cannot.
+    config.worker_memory_budget = 4 * MIB;
     config.max_image_bytes = MIB;
     let (publisher, subscriber) = stack.broker().await;
     let app = stack

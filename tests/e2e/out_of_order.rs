@@ -150,11 +150,19 @@ impl Fixture {
         event(id, changed.version)
     }
 
+    /// Handles `message` as a worker does: a transient failure is retried (a cleanup of one
+    /// delivery may delete an object another is writing, which fails that write as transient;
+    /// the retry writes it again), a permanent one fails the test.
     async fn deliver(&self, message: &Message) {
-        self.consumer
-            .handle(message, Attempt::new(1, 3))
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
+        for number in 1..=3 {
+            match self.consumer.handle(message, Attempt::new(number, 3)).await {
+                Ok(()) => return,
+                Err(error) if error.is_transient() && number < 3 => {
+                    eprintln!("attempt {number}: {error}; retrying");
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
     }
 
     /// The product has a final status at `version` and exactly `url`'s file, or, with
