@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use image::imageops::FilterType;
+use product_pipeline_imaging::test_images::psnr;
 use product_pipeline_imaging::{compress, CompressOptions};
 
 fn thread_cpu_ms() -> f64 {
@@ -105,19 +106,6 @@ fn vips_cpu(files: &[&Path], out_dir: &Path, output: VipsOutput) -> f64 {
         .expect("run vipsthumbnail (Debian package libvips-tools)");
     assert!(status.success(), "vipsthumbnail failed");
     children_cpu_ms() - before
-}
-
-fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    let mse = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-        .sum::<f64>()
-        / a.len() as f64;
-    if mse == 0.0 {
-        return f64::INFINITY;
-    }
-    10.0 * (255.0f64 * 255.0 / mse).log10()
 }
 
 fn decode_rgb(bytes: &[u8]) -> image::RgbImage {

@@ -102,3 +102,26 @@ pub fn with_icc_profile(jpeg: &[u8], icc: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&jpeg[2..]);
     out
 }
+
+/// Peak signal-to-noise ratio in dB between two 8-bit rasters of one size (infinite when they
+/// are equal): how the tests and benches judge a faster path against a reference.
+///
+/// ```
+/// use product_pipeline_imaging::test_images::psnr;
+/// assert_eq!(psnr(&[10, 20], &[10, 20]), f64::INFINITY);
+/// assert!((psnr(&[0; 4], &[1; 4]) - 48.13).abs() < 0.01);
+/// ```
+pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len(), "rasters of one size");
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
+}

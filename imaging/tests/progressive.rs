@@ -5,6 +5,7 @@
 //! AC coefficients of a progressive file from neighbouring DC values.)
 
 use product_pipeline_imaging::progressive::without_unneeded_scans;
+use product_pipeline_imaging::test_images::psnr;
 use turbojpeg::{Decompressor, Image, PixelFormat, ScalingFactor};
 
 /// The JPEG decoded at `scale` to RGB.
@@ -26,21 +27,6 @@ fn decode(jpeg: &[u8], scale: ScalingFactor) -> Vec<u8> {
     )
     .unwrap();
     pixels
-}
-
-fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let mse = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-        .sum::<f64>()
-        / a.len() as f64;
-    if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0f64 * 255.0 / mse).log10()
-    }
 }
 
 /// Checks the fast path on `jpeg` at every reduced scale.

@@ -193,13 +193,7 @@ fn smaller_renditions_keep_their_quality() {
         decode(&chained.renditions[1].data),
         decode(&direct.renditions[0].data),
     );
-    let mse = a
-        .iter()
-        .zip(&b)
-        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-        .sum::<f64>()
-        / a.len() as f64;
-    let psnr = 10.0 * (255.0f64 * 255.0 / mse).log10();
+    let psnr = product_pipeline_imaging::test_images::psnr(&a, &b);
     assert!(psnr >= 35.0, "PSNR {psnr:.1} dB");
 }
 
