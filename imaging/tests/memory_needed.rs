@@ -107,10 +107,13 @@ fn the_estimate_bounds_what_compression_allocates() {
             "{what}: estimated {estimate} bytes, but compress allocated {peak} at its peak"
         );
         // Not so pessimistic that it starves the budget: the margin is the encoded output,
-        // assumed as large as its pixels, and the kept source copy.
+        // assumed as large as its pixels, and the kept source copy. (A progressive JPEG's
+        // coefficients are allocated by libjpeg-turbo in C, which this count cannot see.)
+        let unseen = product_pipeline_imaging::jpeg::read_info(&bytes)
+            .map_or(0, |info| info.coefficient_bytes());
         assert!(
-            estimate <= 3 * peak + (4 << 20),
-            "{what}: estimated {estimate} bytes for a peak of {peak}"
+            estimate - unseen <= 3 * peak + (4 << 20),
+            "{what}: estimated {estimate} bytes ({unseen} of them in C) for a peak of {peak}"
         );
     }
 }
@@ -169,7 +172,8 @@ fn progressive_jpegs_count_their_coefficients() {
     let opts = CompressOptions::default();
     let extra =
         memory_needed(&progressive, &opts).unwrap() - memory_needed(&baseline, &opts).unwrap();
-    assert_eq!(extra, info.coefficient_bytes());
+    // And the copy without the scans the reduced decode skips (`progressive`).
+    assert_eq!(extra, info.coefficient_bytes() + progressive.len() as u64);
 }
 
 fn turbojpeg_image(pixels: &product_pipeline_imaging::pixels::Pixels) -> turbojpeg::Image<&[u8]> {
