@@ -150,9 +150,9 @@ fn rendition_sizes(width: u32, height: u32, opts: &CompressOptions) -> (Vec<(u32
     (sizes, primary)
 }
 
-/// The long side the decode must keep: the largest rendition's.
-fn decode_long_side(probe: &Probe, opts: &CompressOptions) -> u32 {
-    let (sizes, _) = rendition_sizes(probe.width, probe.height, opts);
+/// The long side the decode must keep: the largest rendition's (`sizes` from
+/// [`rendition_sizes`]).
+fn decode_long_side(sizes: &[(u32, u32)], opts: &CompressOptions) -> u32 {
     sizes.first().map_or(opts.target_size, |&(w, h)| w.max(h))
 }
 
@@ -180,8 +180,8 @@ const WEBP_WORKING_MEMORY: u64 = 2;
 /// scale does not need ([`progressive`](crate::progressive)).
 pub fn memory_needed(bytes: &[u8], opts: &CompressOptions) -> Result<u64, ImagingError> {
     let probe = decode::probe(bytes, &opts.limits)?;
-    let plan = decode::plan(bytes, &opts.limits, Some(decode_long_side(&probe, opts)))?;
     let (sizes, _) = rendition_sizes(probe.width, probe.height, opts);
+    let plan = decode::plan(bytes, &opts.limits, Some(decode_long_side(&sizes, opts)))?;
     let channels = u64::from(plan.channels);
     let copies = 1
         + opts.formats.len() as u64
@@ -235,7 +235,7 @@ pub fn memory_needed(bytes: &[u8], opts: &CompressOptions) -> Result<u64, Imagin
 pub fn compress(bytes: &[u8], opts: &CompressOptions) -> Result<Compressed, ImagingError> {
     let probe = decode::probe(bytes, &opts.limits)?;
     let (sizes, primary_size) = rendition_sizes(probe.width, probe.height, opts);
-    let decoded = decode::decode(bytes, &opts.limits, Some(decode_long_side(&probe, opts)))?;
+    let decoded = decode::decode(bytes, &opts.limits, Some(decode_long_side(&sizes, opts)))?;
     let to_srgb = decoded.icc.as_deref().and_then(ToSrgb::for_rgb);
     let (source_width, source_height) = probe.oriented_dimensions();
 

@@ -53,6 +53,11 @@ impl OutputFormat {
         }
     }
 
+    /// Why this build cannot encode the format, for errors that name the setting.
+    pub fn not_built_in(self) -> String {
+        format!("{self} output needs the `{self}` feature of the product-pipeline-imaging crate")
+    }
+
     /// Whether this build can encode the format (WebP needs the feature `webp`, AVIF `avif`).
     pub fn is_available(self) -> bool {
         match self {
@@ -294,13 +299,7 @@ impl ImagingConfig {
             );
         }
         if let Some(format) = self.formats.iter().find(|format| !format.is_available()) {
-            return bad(
-                "formats",
-                format!(
-                    "{format} output needs the `{format}` feature of the \
-                     product-pipeline-imaging crate"
-                ),
-            );
+            return bad("formats", format.not_built_in());
         }
         if self.max_concurrent_jobs == Some(0) {
             return bad("max_concurrent_jobs", "must be at least 1");

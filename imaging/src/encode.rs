@@ -26,9 +26,7 @@ pub fn encode(
 fn not_built_in(format: OutputFormat) -> ImagingError {
     ImagingError::Config {
         setting: "formats",
-        reason: format!(
-            "{format} output needs the `{format}` feature of the product-pipeline-imaging crate"
-        ),
+        reason: format.not_built_in(),
     }
 }
 

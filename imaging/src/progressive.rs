@@ -132,16 +132,12 @@ fn scans(jpeg: &[u8]) -> Option<Vec<Scan>> {
 fn entropy_data_end(jpeg: &[u8], from: usize) -> Option<usize> {
     let mut pos = from;
     loop {
-        let next = pos + memchr_ff(&jpeg[pos..])?;
+        let next = pos + jpeg[pos..].iter().position(|&b| b == 0xFF)?;
         match jpeg.get(next + 1)? {
             0x00 | 0xD0..=0xD7 | 0xFF => pos = next + 1,
             _ => return Some(next),
         }
     }
-}
-
-fn memchr_ff(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == 0xFF)
 }
 
 #[cfg(test)]

@@ -99,23 +99,28 @@ fn the_estimate_bounds_what_compression_allocates() {
         ("GIF", animated_gif(900, [1, 2, 3], [4, 5, 6])),
     ];
     for (what, bytes) in cases {
-        let estimate = memory_needed(&bytes, &opts).unwrap();
-        let peak = measured_peak(&bytes, &opts) as u64;
-        eprintln!("{what}: estimate {estimate} bytes, measured peak {peak} bytes");
-        assert!(
-            estimate >= peak,
-            "{what}: estimated {estimate} bytes, but compress allocated {peak} at its peak"
-        );
-        // Not so pessimistic that it starves the budget: the margin is the encoded output,
-        // assumed as large as its pixels, and the kept source copy. (A progressive JPEG's
-        // coefficients are allocated by libjpeg-turbo in C, which this count cannot see.)
-        let unseen = product_pipeline_imaging::jpeg::read_info(&bytes)
-            .map_or(0, |info| info.coefficient_bytes());
-        assert!(
-            estimate - unseen <= 3 * peak + (4 << 20),
-            "{what}: estimated {estimate} bytes ({unseen} of them in C) for a peak of {peak}"
-        );
+        assert_bounds(what, &bytes, &opts);
     }
+}
+
+/// The estimate for `bytes` is at least what `compress` allocates, and not so pessimistic that
+/// it starves the budget: the margin is the encoded output, assumed as large as its pixels, and
+/// the kept source copy. (A progressive JPEG's coefficients are allocated by libjpeg-turbo in
+/// C, which this count cannot see.)
+fn assert_bounds(what: &str, bytes: &[u8], opts: &CompressOptions) {
+    let estimate = memory_needed(bytes, opts).unwrap();
+    let peak = measured_peak(bytes, opts) as u64;
+    eprintln!("{what}: estimate {estimate} bytes, measured peak {peak} bytes");
+    assert!(
+        estimate >= peak,
+        "{what}: estimated {estimate} bytes, but compress allocated {peak} at its peak"
+    );
+    let unseen =
+        product_pipeline_imaging::jpeg::read_info(bytes).map_or(0, |info| info.coefficient_bytes());
+    assert!(
+        estimate - unseen <= 3 * peak + (4 << 20),
+        "{what}: estimated {estimate} bytes ({unseen} of them in C) for a peak of {peak}"
+    );
 }
 
 /// rav1e's working memory is counted when AVIF is among the formats.
@@ -131,20 +136,10 @@ fn avif_encoding_is_counted() {
         ..CompressOptions::default()
     };
     for (what, bytes) in [
-        ("large JPEG", photo_jpeg(3000, 2000, 90)),
-        ("small JPEG", photo_jpeg(500, 400, 90)),
+        ("large JPEG with AVIF", photo_jpeg(3000, 2000, 90)),
+        ("small JPEG with AVIF", photo_jpeg(500, 400, 90)),
     ] {
-        let estimate = memory_needed(&bytes, &opts).unwrap();
-        let peak = measured_peak(&bytes, &opts) as u64;
-        eprintln!("{what} with AVIF: estimate {estimate} bytes, measured peak {peak} bytes");
-        assert!(
-            estimate >= peak,
-            "{what}: estimated {estimate}, peak {peak}"
-        );
-        assert!(
-            estimate <= 3 * peak + (4 << 20),
-            "{what}: estimated {estimate}, peak {peak}"
-        );
+        assert_bounds(what, &bytes, &opts);
     }
 }
 

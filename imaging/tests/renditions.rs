@@ -2,6 +2,7 @@
 //! configured format; the primary one is the largest JPEG not above the target size; WebP
 //! outputs decode with an independent decoder (`dwebp`, Debian's `webp`).
 
+use std::path::Path;
 use std::process::Command;
 
 use product_pipeline_imaging::compress::{compress, CompressOptions, Compressed};
@@ -34,38 +35,39 @@ fn decoded_size(data: &[u8], format: OutputFormat) -> Option<(u32, u32)> {
             let img = image::load_from_memory_with_format(data, image::ImageFormat::Jpeg).unwrap();
             Some((img.width(), img.height()))
         }
-        OutputFormat::WebP => {
-            let dwebp = testsupport::program("dwebp", "webp")?;
-            let dir = tempfile::tempdir().unwrap();
-            let (input, output) = (dir.path().join("in.webp"), dir.path().join("out.png"));
-            std::fs::write(&input, data).unwrap();
-            let status = Command::new(dwebp)
-                .arg("-quiet")
-                .arg(&input)
-                .arg("-o")
-                .arg(&output)
-                .status()
-                .unwrap();
-            assert!(status.success(), "dwebp could not decode the WebP");
-            let img = image::open(&output).unwrap();
-            Some((img.width(), img.height()))
-        }
+        OutputFormat::WebP => decoded_by("dwebp", "webp", data, format, |input, output| {
+            vec!["-quiet".into(), input.into(), "-o".into(), output.into()]
+        }),
         OutputFormat::Avif => {
-            let avifdec = testsupport::program("avifdec", "libavif-bin")?;
-            let dir = tempfile::tempdir().unwrap();
-            let (input, output) = (dir.path().join("in.avif"), dir.path().join("out.png"));
-            std::fs::write(&input, data).unwrap();
-            let status = Command::new(avifdec)
-                .arg(&input)
-                .arg(&output)
-                .stdout(std::process::Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success(), "avifdec could not decode the AVIF");
-            let img = image::open(&output).unwrap();
-            Some((img.width(), img.height()))
+            decoded_by("avifdec", "libavif-bin", data, format, |input, output| {
+                vec![input.into(), output.into()]
+            })
         }
     }
+}
+
+/// The dimensions `program` (from the Debian `package`) decodes `data` to: it is run with
+/// `args(input, output)` and writes a PNG.
+fn decoded_by(
+    program: &str,
+    package: &str,
+    data: &[u8],
+    format: OutputFormat,
+    args: impl FnOnce(&Path, &Path) -> Vec<std::ffi::OsString>,
+) -> Option<(u32, u32)> {
+    let program_path = testsupport::program(program, package)?;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join(format!("in.{}", format.extension()));
+    let output = dir.path().join("out.png");
+    std::fs::write(&input, data).unwrap();
+    let status = Command::new(program_path)
+        .args(args(&input, &output))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{program} could not decode the {format}");
+    let img = image::open(&output).unwrap();
+    Some((img.width(), img.height()))
 }
 
 /// Every rendition decodes to the size it claims.
