@@ -85,7 +85,8 @@ fn not_found() -> ApiError {
     ApiError::not_found("image")
 }
 
-/// `"<index>-<hash>"` from `products/<id>/<index>-<hash>.<ext>`: the key names the bytes.
+/// `"<index>-<rendition>-<hash>"` from `products/<id>/<index>-<rendition>-<hash>.<ext>`: the key
+/// names the bytes.
 fn etag(key: &Path) -> HeaderValue {
     let name = key.filename().unwrap_or_default();
     let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
