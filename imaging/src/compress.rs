@@ -181,7 +181,7 @@ const WEBP_WORKING_MEMORY: u64 = 2;
 pub fn memory_needed(bytes: &[u8], opts: &CompressOptions) -> Result<u64, ImagingError> {
     let probe = decode::probe(bytes, &opts.limits)?;
     let (sizes, _) = rendition_sizes(probe.width, probe.height, opts);
-    let plan = decode::plan(bytes, &opts.limits, Some(decode_long_side(&sizes, opts)))?;
+    let plan = decode::plan_probed(bytes, &probe, Some(decode_long_side(&sizes, opts)));
     let channels = u64::from(plan.channels);
     let copies = 1
         + opts.formats.len() as u64
@@ -235,7 +235,8 @@ pub fn memory_needed(bytes: &[u8], opts: &CompressOptions) -> Result<u64, Imagin
 pub fn compress(bytes: &[u8], opts: &CompressOptions) -> Result<Compressed, ImagingError> {
     let probe = decode::probe(bytes, &opts.limits)?;
     let (sizes, primary_size) = rendition_sizes(probe.width, probe.height, opts);
-    let decoded = decode::decode(bytes, &opts.limits, Some(decode_long_side(&sizes, opts)))?;
+    let long_side = decode_long_side(&sizes, opts);
+    let decoded = decode::decode_probed(bytes, probe, &opts.limits, Some(long_side))?;
     let to_srgb = decoded.icc.as_deref().and_then(ToSrgb::for_rgb);
     let (source_width, source_height) = probe.oriented_dimensions();
 

@@ -13,6 +13,7 @@ use crate::error::ImagingError;
 use crate::format::{sniff, SourceFormat};
 use crate::jpeg::{self, JpegInfo};
 use crate::pixels::Pixels;
+use crate::png;
 
 /// Decode limits (see [`ImagingConfig`](crate::ImagingConfig)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +81,9 @@ pub struct Probe {
     pub orientation: Orientation,
     /// JPEG details, for JPEG sources.
     pub jpeg: Option<JpegInfo>,
+    /// For the other formats, the samples their decoder produces (palettes and `tRNS`
+    /// transparency expanded).
+    pub color: Option<ColorType>,
 }
 
 impl Probe {
@@ -154,40 +158,32 @@ fn open_decoder<'a>(
 /// Sniffs the format and reads the dimensions and orientation from the header, refusing images
 /// over `limits`. Allocates no pixel buffer.
 pub fn probe(bytes: &[u8], limits: &DecodeLimits) -> Result<Probe, ImagingError> {
-    inspect(bytes, limits).map(|(probe, _)| probe)
-}
-
-/// [`probe`], and for the formats the `image` crate decodes, the colour type it decodes to.
-fn inspect(
-    bytes: &[u8],
-    limits: &DecodeLimits,
-) -> Result<(Probe, Option<ColorType>), ImagingError> {
     let format = sniff(bytes).map_err(|detail| ImagingError::NotAnImage { detail })?;
-    let (probe, color) = if format == SourceFormat::Jpeg {
+    let probe = if format == SourceFormat::Jpeg {
         let info = jpeg::read_info(bytes)?;
-        let probe = Probe {
+        Probe {
             format,
             width: info.width,
             height: info.height,
             orientation: info.orientation,
             jpeg: Some(info),
-        };
-        (probe, None)
+            color: None,
+        }
     } else {
         let mut decoder = open_decoder(bytes, format, limits)?;
         let (width, height) = decoder.dimensions();
         let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-        let probe = Probe {
+        Probe {
             format,
             width,
             height,
             orientation,
             jpeg: None,
-        };
-        (probe, Some(decoder.color_type()))
+            color: Some(decoder.color_type()),
+        }
     };
     limits.check(probe.width, probe.height)?;
-    Ok((probe, color))
+    Ok(probe)
 }
 
 /// What [`decode`] will allocate for an image, read from its header alone.
@@ -201,9 +197,10 @@ pub struct DecodePlan {
     pub height: u32,
     /// Bytes per pixel of the decoded [`Pixels`]: 1 (gray) or 3 (RGB).
     pub channels: u8,
-    /// The most bytes the decode holds at once: the decoder's output, where the pixels are
-    /// converted (CMYK, 16 bits, alpha) the converted copy, and for a progressive JPEG its
-    /// coefficients ([`JpegInfo::coefficient_bytes`]).
+    /// The most bytes the decode holds at once: the decoder's output; where the pixels are
+    /// converted into another buffer (CMYK; 16 bits of formats other than PNG) the converted
+    /// copy; for an interlaced PNG the whole image as decoded ([`png::peak_bytes`]); for a
+    /// progressive JPEG its coefficients ([`JpegInfo::coefficient_bytes`]).
     pub peak_bytes: u64,
 }
 
@@ -213,47 +210,61 @@ pub fn plan(
     limits: &DecodeLimits,
     min_long_side: Option<u32>,
 ) -> Result<DecodePlan, ImagingError> {
-    let (probe, color) = inspect(bytes, limits)?;
-    let coefficients = probe.jpeg.map_or(0, |info| info.coefficient_bytes());
-    let (width, height, channels, per_pixel) = match (probe.jpeg, color) {
+    Ok(plan_probed(bytes, &probe(bytes, limits)?, min_long_side))
+}
+
+/// [`plan`] for an image already probed.
+pub fn plan_probed(bytes: &[u8], probe: &Probe, min_long_side: Option<u32>) -> DecodePlan {
+    let probe = *probe;
+    let (width, height, channels, peak_bytes) = match (probe.jpeg, probe.color) {
         (Some(info), _) => {
             let scale = jpeg_scale(&info, min_long_side);
             let (width, height) = (
                 scale.scale(info.width as usize) as u32,
                 scale.scale(info.height as usize) as u32,
             );
-            match info.colorspace {
-                Colorspace::Gray => (width, height, 1, 1),
+            let (channels, per_pixel) = match info.colorspace {
+                Colorspace::Gray => (1, 1),
                 // CMYK is decoded as such, then converted to RGB.
-                Colorspace::CMYK | Colorspace::YCCK => (width, height, 3, 4 + 3),
-                _ => (width, height, 3, 3),
-            }
+                Colorspace::CMYK | Colorspace::YCCK => (3, 4 + 3),
+                _ => (3, 3),
+            };
+            let pixels = u64::from(width) * u64::from(height) * per_pixel;
+            (width, height, channels, pixels + info.coefficient_bytes())
         }
         (None, color) => {
             let color = color.unwrap_or(ColorType::Rgba16);
-            let gray = !color.has_color();
-            let channels: u64 = if gray { 1 } else { 3 };
-            // `Pixels::from_dynamic` converts to 8 bits (a copy unless already 8-bit), then
-            // flattens alpha onto white (another copy).
-            let eight_bit = channels + u64::from(color.has_alpha());
-            let native = u64::from(color.bytes_per_pixel());
-            let converted = if native == eight_bit { 0 } else { eight_bit };
-            let flattened = if color.has_alpha() { channels } else { 0 };
-            (
-                probe.width,
-                probe.height,
-                channels as u8,
-                native + converted + flattened,
-            )
+            let channels = if color.has_color() { 3 } else { 1 };
+            let samples = color.channel_count();
+            let sample_bytes = color.bytes_per_pixel() / samples;
+            let peak = if probe.format == SourceFormat::Png {
+                // Rows become 8-bit and opaque as they are decoded.
+                png::peak_bytes(
+                    probe.width,
+                    probe.height,
+                    channels,
+                    samples,
+                    sample_bytes,
+                    png::is_interlaced(bytes),
+                )
+            } else {
+                // `Pixels::from_dynamic` converts to 8 bits (a copy unless already 8-bit); alpha
+                // is flattened in that buffer.
+                let native = u64::from(color.bytes_per_pixel());
+                let eight_bit = u64::from(samples);
+                let converted = if native == eight_bit { 0 } else { eight_bit };
+                u64::from(probe.width) * u64::from(probe.height) * (native + converted)
+            };
+            (probe.width, probe.height, channels, peak)
         }
     };
-    Ok(DecodePlan {
+    DecodePlan {
         probe,
         width,
         height,
         channels,
-        peak_bytes: u64::from(width) * u64::from(height) * per_pixel + coefficients,
-    })
+        peak_bytes,
+    }
 }
 
 /// The DCT scale [`decode`] uses for a JPEG: the smallest whose long side is still at least
@@ -272,16 +283,26 @@ pub fn decode(
     limits: &DecodeLimits,
     min_long_side: Option<u32>,
 ) -> Result<Decoded, ImagingError> {
-    let probe = probe(bytes, limits)?;
-    let (pixels, icc) = match probe.jpeg {
-        Some(info) => {
+    decode_probed(bytes, probe(bytes, limits)?, limits, min_long_side)
+}
+
+/// [`decode`] for an image already probed.
+pub fn decode_probed(
+    bytes: &[u8],
+    probe: Probe,
+    limits: &DecodeLimits,
+    min_long_side: Option<u32>,
+) -> Result<Decoded, ImagingError> {
+    let (pixels, icc) = match (probe.jpeg, probe.format) {
+        (Some(info), _) => {
             let icc = jpeg::icc_profile(bytes);
             let scale = jpeg_scale(&info, min_long_side);
             let pixels = jpeg::decode_scaled(bytes, &info, scale, icc.as_deref())?;
             (pixels, icc.filter(|_| !info.is_cmyk()))
         }
-        None => {
-            let mut decoder = open_decoder(bytes, probe.format, limits)?;
+        (None, SourceFormat::Png) => png::decode(bytes, limits)?,
+        (None, format) => {
+            let mut decoder = open_decoder(bytes, format, limits)?;
             decoder
                 .set_limits(limits.image_limits())
                 .map_err(image_error)?;

@@ -5,11 +5,11 @@
 //!
 //! - [`fetch`]: HTTP(S) download with address checks at connect time, redirect, size and time
 //!   limits ([`address`] decides which IPs are public);
-//! - [`format`](mod@format), [`decode`], [`jpeg`], [`pixels`], [`resize`], [`colour`],
+//! - [`format`](mod@format), [`decode`], [`jpeg`], [`png`], [`pixels`], [`resize`], [`colour`],
 //!   [`encode`], [`compress`](mod@compress): sniff, decode once with limits (JPEG DCT-scaled by
 //!   libjpeg-turbo, a progressive one without the scans that scale does not need:
-//!   [`progressive`]), then for each rendition SIMD resize, convert to sRGB, orient, encode
-//!   (JPEG, WebP, AVIF);
+//!   [`progressive`]; PNG rows made opaque 8-bit as they are decoded), then for each rendition
+//!   SIMD resize, convert to sRGB, orient, encode (JPEG, WebP, AVIF);
 //! - [`budget`]: the memory budget that bounds downloaded bytes and decode buffers in flight;
 //! - [`media`]: the media store over object_store (local directory, memory, S3, GCS, Azure),
 //!   with deterministic content-hashed keys.
@@ -30,6 +30,7 @@
 
 pub mod address;
 pub mod budget;
+mod buffer;
 pub mod colour;
 pub mod compress;
 mod config;
@@ -41,6 +42,7 @@ pub mod format;
 pub mod jpeg;
 pub mod media;
 pub mod pixels;
+pub mod png;
 pub mod progressive;
 pub mod resize;
 mod service;

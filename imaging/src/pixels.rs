@@ -51,14 +51,8 @@ impl Pixels {
                 data: img.into_luma8().into_raw(),
             },
             (true, true) => {
-                let la = img.into_luma_alpha8().into_raw();
-                let data = la.chunks_exact(2).map(|p| over_white(p[0], p[1])).collect();
-                Pixels {
-                    width,
-                    height,
-                    layout: Layout::Gray,
-                    data,
-                }
+                let samples = img.into_luma_alpha8().into_raw();
+                Pixels::from_alpha_in_place(width, height, Layout::Gray, samples)
             }
             (false, false) => Pixels {
                 width,
@@ -67,23 +61,38 @@ impl Pixels {
                 data: img.into_rgb8().into_raw(),
             },
             (false, true) => {
-                let rgba = img.into_rgba8().into_raw();
-                let mut data = Vec::with_capacity(rgba.len() / 4 * 3);
-                for p in rgba.chunks_exact(4) {
-                    let a = p[3];
-                    data.extend_from_slice(&[
-                        over_white(p[0], a),
-                        over_white(p[1], a),
-                        over_white(p[2], a),
-                    ]);
-                }
-                Pixels {
-                    width,
-                    height,
-                    layout: Layout::Rgb,
-                    data,
-                }
+                let samples = img.into_rgba8().into_raw();
+                Pixels::from_alpha_in_place(width, height, Layout::Rgb, samples)
             }
+        }
+    }
+
+    /// `layout` pixels from `samples` that follow each pixel's colour with an alpha sample
+    /// (gray + alpha, or RGBA), flattened onto white in the same buffer: no second image is
+    /// allocated.
+    pub fn from_alpha_in_place(
+        width: u32,
+        height: u32,
+        layout: Layout,
+        mut samples: Vec<u8>,
+    ) -> Pixels {
+        let colour = layout.channels();
+        let stride = colour + 1;
+        let count = samples.len() / stride;
+        // Pixel i is written at i * colour, never past where pixel i + 1 is still to be read.
+        for i in 0..count {
+            let alpha = samples[i * stride + colour];
+            for c in 0..colour {
+                samples[i * colour + c] = over_white(samples[i * stride + c], alpha);
+            }
+        }
+        samples.truncate(count * colour);
+        samples.shrink_to_fit();
+        Pixels {
+            width,
+            height,
+            layout,
+            data: samples,
         }
     }
 
@@ -136,15 +145,20 @@ impl Pixels {
     }
 }
 
-fn mul_div255(a: u32, b: u32) -> u8 {
-    // Exact rounding of a*b/255 for a, b in 0..=255.
-    let x = a * b + 128;
+/// `x / 255` rounded to the nearest integer, exact for `x` in `0..=255 * 255`.
+fn div255(x: u32) -> u8 {
+    let x = x + 128;
     ((x + (x >> 8)) >> 8) as u8
 }
 
-/// `c` with alpha `a` composited over white.
-fn over_white(c: u8, a: u8) -> u8 {
-    mul_div255(u32::from(c), u32::from(a)) + mul_div255(255, 255 - u32::from(a))
+fn mul_div255(a: u32, b: u32) -> u8 {
+    div255(a * b)
+}
+
+/// `c` with alpha `a` composited over white (rounded once).
+pub(crate) fn over_white(c: u8, a: u8) -> u8 {
+    let a = u32::from(a);
+    div255(u32::from(c) * a + 255 * (255 - a))
 }
 
 #[cfg(test)]

@@ -88,6 +88,10 @@ fn the_estimate_bounds_what_compression_allocates() {
         ),
         ("RGBA PNG", png_of(&rgba)),
         (
+            "interlaced RGBA PNG (decoded whole)",
+            interlaced_png(rgba.as_rgba8().unwrap()),
+        ),
+        (
             "16-bit RGBA PNG",
             png_of(&DynamicImage::ImageRgba16(rgba.to_rgba16())),
         ),

@@ -378,6 +378,45 @@ fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
     out.extend_from_slice(&crc32(&body).to_be_bytes());
 }
 
+/// An Adam7-interlaced PNG of `img` (8-bit RGBA, no filtering): neither the `image` crate nor
+/// the `png` crate writes one.
+pub fn interlaced_png(img: &image::RgbaImage) -> Vec<u8> {
+    use std::io::Write;
+    const PASSES: [(u32, u32, u32, u32); 7] = [
+        (0, 0, 8, 8),
+        (4, 0, 8, 8),
+        (0, 4, 4, 8),
+        (2, 0, 4, 4),
+        (0, 2, 2, 4),
+        (1, 0, 2, 2),
+        (0, 1, 1, 2),
+    ];
+    let (width, height) = img.dimensions();
+    let mut raw = Vec::new();
+    for (x0, y0, dx, dy) in PASSES {
+        if x0 >= width || y0 >= height {
+            continue;
+        }
+        for y in (y0..height).step_by(dy as usize) {
+            raw.push(0); // filter type None
+            for x in (x0..width).step_by(dx as usize) {
+                raw.extend_from_slice(&img.get_pixel(x, y).0);
+            }
+        }
+    }
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    zlib.write_all(&raw).unwrap();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 6, 0, 0, 1]);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    png_chunk(&mut out, b"IHDR", &ihdr);
+    png_chunk(&mut out, b"IDAT", &zlib.finish().unwrap());
+    png_chunk(&mut out, b"IEND", &[]);
+    out
+}
+
 /// A valid-looking PNG whose IHDR claims `width`×`height` (RGB, 8 bit) with a tiny IDAT.
 pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
