@@ -227,9 +227,9 @@ pub const DIRECT_FROM_KERNEL: usize = 1 << 20;
 /// 32 MiB: from the first image on, pixel buffers come from its per-thread arenas, which keep
 /// them for reuse after they are freed, each arena at its own peak. With many workers the
 /// arenas' peaks add up past the budget: `tests/e2e/memory_budget.rs` measured peak RSS growth
-/// of +106 to +131 MiB for a 96 MiB budget that way, and +45 MiB with this call. The cost is a
-/// fresh mapping, and its page faults, per large buffer: no measurable throughput difference
-/// on the real photos (see BENCHMARKS).
+/// of +106 to +131 MiB for a 96 MiB budget that way, and +43 to +48 MiB with this call. The
+/// cost is a fresh mapping, and its page faults, per large buffer: about 4 % fewer images per
+/// second on real photos (docs/BENCHMARKS.md, "Worker memory budget").
 ///
 /// Process-wide; the image worker of `product_pipeline::app` calls it when a memory budget is
 /// set. Returns false and changes nothing where the allocator is not glibc's, or when the

@@ -5,7 +5,7 @@ use crate::compress::CompressOptions;
 use crate::config::OutputFormat;
 use crate::error::ImagingError;
 use crate::jpeg;
-use crate::pixels::{Layout, Pixels};
+use crate::pixels::Pixels;
 
 /// Encodes `pixels` as `format`, in the quality and (for JPEG) scan mode of `opts`. Metadata
 /// is never written.
@@ -33,6 +33,7 @@ fn not_built_in(format: OutputFormat) -> ImagingError {
 /// The pixels as RGB, gray expanded (the WebP and AVIF encoders take RGB only).
 #[cfg(any(feature = "webp", feature = "avif"))]
 fn rgb(pixels: &Pixels) -> std::borrow::Cow<'_, [u8]> {
+    use crate::pixels::Layout;
     match pixels.layout {
         Layout::Rgb => std::borrow::Cow::Borrowed(&pixels.data),
         Layout::Gray => pixels.data.iter().flat_map(|&g| [g, g, g]).collect(),
@@ -102,6 +103,7 @@ mod avif_tests {
 #[cfg(all(test, feature = "webp"))]
 mod tests {
     use super::*;
+    use crate::pixels::Layout;
 
     #[test]
     fn webp_output_is_lossy_webp() {
