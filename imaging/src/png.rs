@@ -84,6 +84,9 @@ pub fn decode(
         alpha: matches!(color, ColorType::GrayscaleAlpha | ColorType::Rgba),
         sixteen_bit: depth == BitDepth::Sixteen,
     };
+    let overflow = |what: &str| ImagingError::Decode {
+        detail: format!("PNG: the {what} size overflows"),
+    };
     let out_row = width as usize * layout.channels();
     let mut data =
         buffer::with_capacity(out_row * height as usize).map_err(|_| ImagingError::Decode {
@@ -91,19 +94,14 @@ pub fn decode(
         })?;
     let native_row = reader
         .output_line_size(width)
-        .ok_or_else(|| ImagingError::Decode {
-            detail: "PNG: the row size overflows".into(),
-        })?;
+        .ok_or_else(|| overflow("row"))?;
     let mut scratch = Vec::new();
     if interlaced {
-        let mut whole = vec![
-            0;
-            reader.output_buffer_size().ok_or_else(|| {
-                ImagingError::Decode {
-                    detail: "PNG: the image size overflows".into(),
-                }
-            })?
-        ];
+        // Adam7 passes fill rows out of order: the whole image first, then row by row.
+        let size = reader
+            .output_buffer_size()
+            .ok_or_else(|| overflow("image"))?;
+        let mut whole = vec![0; size];
         reader.next_frame(&mut whole).map_err(decode_error)?;
         for row in whole.chunks_exact(native_row) {
             row_convert.append(row, &mut scratch, &mut data);
