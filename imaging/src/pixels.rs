@@ -77,16 +77,19 @@ impl Pixels {
         mut samples: Vec<u8>,
     ) -> Pixels {
         let colour = layout.channels();
-        let stride = colour + 1;
-        let count = samples.len() / stride;
-        // Pixel i is written at i * colour, never past where pixel i + 1 is still to be read.
-        for i in 0..count {
-            let alpha = samples[i * stride + colour];
-            for c in 0..colour {
-                samples[i * colour + c] = over_white(samples[i * stride + c], alpha);
-            }
+        let (opaque_row, alpha_row) = (width as usize * colour, width as usize * (colour + 1));
+        let mut row = Vec::with_capacity(alpha_row);
+        // Row r is written at r * opaque_row, never past where row r + 1 is still to be read.
+        for r in 0..height as usize {
+            row.clear();
+            row.extend_from_slice(&samples[r * alpha_row..(r + 1) * alpha_row]);
+            flatten_onto_white(
+                layout,
+                &row,
+                &mut samples[r * opaque_row..(r + 1) * opaque_row],
+            );
         }
-        samples.truncate(count * colour);
+        samples.truncate(height as usize * opaque_row);
         samples.shrink_to_fit();
         Pixels {
             width,
@@ -145,6 +148,47 @@ impl Pixels {
     }
 }
 
+/// `with_alpha`, pixels of `layout`'s colour samples each followed by an alpha sample,
+/// composited onto white into `opaque` (`layout`'s samples only).
+pub(crate) fn flatten_onto_white(layout: Layout, with_alpha: &[u8], opaque: &mut [u8]) {
+    match layout {
+        Layout::Gray => flatten_steps::<1, 2>(with_alpha, opaque),
+        Layout::Rgb => flatten_steps::<3, 4>(with_alpha, opaque),
+    }
+}
+
+/// Pixels per step of [`flatten_steps`]: a fixed count lets the compiler vectorize the loops
+/// over a step (the channel shuffle of an opaque step, the arithmetic of another).
+const STEP: usize = 16;
+
+/// [`flatten_onto_white`] for `C` colour samples (`S = C + 1` with alpha). A step of pixels
+/// that are all opaque is only copied.
+fn flatten_steps<const C: usize, const S: usize>(pixels: &[u8], opaque: &mut [u8]) {
+    let mut steps_in = pixels.chunks_exact(S * STEP);
+    let mut steps_out = opaque.chunks_exact_mut(C * STEP);
+    for (input, output) in (&mut steps_in).zip(&mut steps_out) {
+        let all_opaque = (0..STEP).fold(u8::MAX, |acc, i| acc & input[i * S + C]) == u8::MAX;
+        if all_opaque {
+            for i in 0..STEP {
+                output[i * C..i * C + C].copy_from_slice(&input[i * S..i * S + C]);
+            }
+        } else {
+            for i in 0..STEP {
+                let alpha = input[i * S + C];
+                for c in 0..C {
+                    output[i * C + c] = over_white(input[i * S + c], alpha);
+                }
+            }
+        }
+    }
+    let rest = steps_out.into_remainder().chunks_exact_mut(C);
+    for (output, input) in rest.zip(steps_in.remainder().chunks_exact(S)) {
+        for c in 0..C {
+            output[c] = over_white(input[c], input[C]);
+        }
+    }
+}
+
 /// `x / 255` rounded to the nearest integer, exact for `x` in `0..=255 * 255`.
 fn div255(x: u32) -> u8 {
     let x = x + 128;
@@ -156,7 +200,7 @@ fn mul_div255(a: u32, b: u32) -> u8 {
 }
 
 /// `c` with alpha `a` composited over white (rounded once).
-pub(crate) fn over_white(c: u8, a: u8) -> u8 {
+fn over_white(c: u8, a: u8) -> u8 {
     let a = u32::from(a);
     div255(u32::from(c) * a + 255 * (255 - a))
 }

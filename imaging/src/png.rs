@@ -16,7 +16,7 @@ use png::{BitDepth, ColorType, Transformations};
 use crate::buffer;
 use crate::decode::DecodeLimits;
 use crate::error::ImagingError;
-use crate::pixels::{over_white, Layout, Pixels};
+use crate::pixels::{flatten_onto_white, Layout, Pixels};
 
 /// Bytes the decode of a `width`×`height` PNG holds at its peak: the output pixels
 /// (`channels` bytes each: 1 for gray, 3 for RGB); for an interlaced one also the whole image
@@ -159,42 +159,7 @@ impl RowConversion {
         let start = out.len();
         let colour = self.layout.channels();
         out.resize(start + row.len() / (colour + 1) * colour, 0);
-        match self.layout {
-            Layout::Gray => flatten_onto_white::<1, 2>(row, &mut out[start..]),
-            Layout::Rgb => flatten_onto_white::<3, 4>(row, &mut out[start..]),
-        }
-    }
-}
-
-/// Pixels per step of [`flatten_onto_white`]: a fixed count lets the compiler vectorize the
-/// loops over a step (the channel shuffle of an opaque step, the arithmetic of another).
-const STEP: usize = 16;
-
-/// `pixels` of `C` colour samples and one alpha sample each (`S = C + 1`) composited onto
-/// white into `opaque`, `C` samples each. A step of pixels that are all opaque is only copied.
-fn flatten_onto_white<const C: usize, const S: usize>(pixels: &[u8], opaque: &mut [u8]) {
-    let mut steps_in = pixels.chunks_exact(S * STEP);
-    let mut steps_out = opaque.chunks_exact_mut(C * STEP);
-    for (input, output) in (&mut steps_in).zip(&mut steps_out) {
-        let all_opaque = (0..STEP).fold(u8::MAX, |acc, i| acc & input[i * S + C]) == u8::MAX;
-        if all_opaque {
-            for i in 0..STEP {
-                output[i * C..i * C + C].copy_from_slice(&input[i * S..i * S + C]);
-            }
-        } else {
-            for i in 0..STEP {
-                let alpha = input[i * S + C];
-                for c in 0..C {
-                    output[i * C + c] = over_white(input[i * S + c], alpha);
-                }
-            }
-        }
-    }
-    let rest = steps_out.into_remainder().chunks_exact_mut(C);
-    for (output, input) in rest.zip(steps_in.remainder().chunks_exact(S)) {
-        for c in 0..C {
-            output[c] = over_white(input[c], input[C]);
-        }
+        flatten_onto_white(self.layout, row, &mut out[start..]);
     }
 }
 
