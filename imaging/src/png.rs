@@ -41,10 +41,11 @@ pub fn peak_bytes(
     pixels * u64::from(channels) + native + 3 * (native_row + 1)
 }
 
-/// Whether the PNG's header says it is Adam7-interlaced (the interlace byte of `IHDR`, which
-/// the PNG signature and `IHDR` being first put at a fixed offset).
+/// Whether the PNG's header says it is Adam7-interlaced (false for bytes that are not a PNG).
 pub fn is_interlaced(bytes: &[u8]) -> bool {
-    bytes.get(28) == Some(&1)
+    png::Decoder::new(Cursor::new(bytes))
+        .read_header_info()
+        .is_ok_and(|info| info.interlaced)
 }
 
 fn decode_error(e: png::DecodingError) -> ImagingError {
@@ -111,14 +112,6 @@ pub fn decode(
         while reader.read_row(&mut row).map_err(decode_error)?.is_some() {
             row_convert.append(&row, &mut scratch, &mut data);
         }
-    }
-    if data.len() != out_row * height as usize {
-        return Err(ImagingError::Decode {
-            detail: format!(
-                "PNG: the image data ends after {} of {height} rows",
-                data.len() / out_row.max(1)
-            ),
-        });
     }
     Ok((
         Pixels {
