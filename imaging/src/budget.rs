@@ -231,8 +231,8 @@ pub const DIRECT_FROM_KERNEL: usize = 1 << 20;
 /// cost is a fresh mapping, and its page faults, per large buffer: about 4 % fewer images per
 /// second on real photos (docs/BENCHMARKS.md, "Worker memory budget").
 ///
-/// Process-wide; the image worker of `product_pipeline::app` calls it when a memory budget is
-/// set. Returns false and changes nothing where the allocator is not glibc's, or when the
+/// Process-wide; [`Imaging::new`](crate::Imaging::new) calls it when its configuration has a
+/// memory budget. Returns false and changes nothing where the allocator is not glibc's, or when the
 /// environment sets `MALLOC_MMAP_THRESHOLD_` (an operator's own tuning wins).
 pub fn return_freed_buffers_to_the_kernel() -> bool {
     if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {

@@ -175,7 +175,9 @@ pub struct ImagingConfig {
     pub max_concurrent_jobs: Option<usize>,
     /// Bytes that downloads and decode buffers of all images in flight may hold together (half
     /// each, see [`MemoryBudget`](crate::budget::MemoryBudget)); `None` = unbounded. At least
-    /// twice `max_bytes`, so that the largest download fits.
+    /// twice `max_bytes`, so that the largest download fits. With a budget,
+    /// [`Imaging::new`](crate::Imaging::new) has glibc return freed blocks to the kernel at
+    /// once ([`return_freed_buffers_to_the_kernel`](crate::budget::return_freed_buffers_to_the_kernel)).
     pub memory_budget: Option<u64>,
 }
 

@@ -84,6 +84,14 @@ impl Imaging {
     /// Validates `config` and builds the HTTP client; images are stored in `media`.
     pub fn new(config: ImagingConfig, media: MediaStore) -> Result<Imaging, ImagingError> {
         config.validate()?;
+        // A budget bounds what the images hold; without this, glibc would keep their freed
+        // buffers in its arenas and resident memory would drift above it.
+        if config.memory_budget.is_some() && crate::budget::return_freed_buffers_to_the_kernel() {
+            tracing::info!(
+                "freed blocks of {} MiB and more go back to the kernel at once (memory budget)",
+                crate::budget::DIRECT_FROM_KERNEL >> 20
+            );
+        }
         Ok(Imaging {
             inner: Arc::new(Inner {
                 fetcher: Fetcher::new(&config)?,

@@ -142,16 +142,6 @@ fn spawn_worker(
 ) -> Result<(), StartupError> {
     let images = product_pipeline_imaging::Imaging::new(parts::imaging_config(config), media)
         .map_err(parts::imaging_error)?;
-    // The budget bounds what the worker holds; without this, glibc would keep freed image
-    // buffers in its arenas and resident memory would drift above the budget.
-    if config.worker_memory_budget > 0
-        && product_pipeline_imaging::budget::return_freed_buffers_to_the_kernel()
-    {
-        info!(
-            "freed blocks of {} MiB and more are returned to the kernel at once (WORKER_MEMORY_BUDGET)",
-            product_pipeline_imaging::budget::DIRECT_FROM_KERNEL >> 20
-        );
-    }
     let consumer = ImageConsumer::new(Arc::new(store), Arc::new(images));
     for topic in config.product_event_topics() {
         let worker = Worker::new(
