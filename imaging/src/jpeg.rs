@@ -7,6 +7,7 @@ use turbojpeg::{Colorspace, Compressor, Decompressor, Image, PixelFormat, Scalin
 
 use crate::colour;
 use crate::error::ImagingError;
+use crate::libjpeg::{self, Decoded};
 use crate::pixels::{Layout, Pixels};
 
 /// What the JPEG header says, read without decoding.
@@ -59,7 +60,7 @@ impl JpegInfo {
     }
 }
 
-fn decode_error(e: turbojpeg::Error) -> ImagingError {
+fn decode_error(e: impl std::fmt::Display) -> ImagingError {
     ImagingError::Decode {
         detail: format!("JPEG: {e}"),
     }
@@ -121,42 +122,27 @@ pub fn decode_scaled(
         None
     };
     let data = reduced.as_deref().unwrap_or(data);
-    let mut dec = Decompressor::new().map_err(decode_error)?;
-    dec.read_header(data).map_err(decode_error)?;
-    dec.set_scaling_factor(scale).map_err(decode_error)?;
     let width = scale.scale(info.width as usize);
     let height = scale.scale(info.height as usize);
-    let (format, channels) = match info.colorspace {
-        Colorspace::Gray => (PixelFormat::GRAY, 1),
-        Colorspace::CMYK | Colorspace::YCCK => (PixelFormat::CMYK, 4),
-        _ => (PixelFormat::RGB, 3),
+    let channels: u8 = match info.colorspace {
+        Colorspace::Gray => 1,
+        Colorspace::CMYK | Colorspace::YCCK => 4,
+        _ => 3,
     };
-    let mut buf = vec![0u8; width * height * channels];
-    let result = dec.decompress(
-        data,
-        Image {
-            pixels: buf.as_mut_slice(),
-            width,
-            pitch: width * channels,
-            height,
-            format,
-        },
-    );
-    if let Err(e) = result {
-        let msg = e.to_string();
-        let lower = msg.to_ascii_lowercase();
-        let truncated = lower.contains("premature end");
-        let recoverable = lower.contains("corrupt jpeg data") && !truncated;
-        if !recoverable {
-            return Err(if truncated {
-                ImagingError::Decode {
-                    detail: "JPEG data ends early (truncated file)".into(),
-                }
-            } else {
-                decode_error(e)
+    let mut buf = vec![0u8; width * height * usize::from(channels)];
+    // libjpeg's API rather than TurboJPEG's, for block smoothing off (see `libjpeg`).
+    let decoded = libjpeg::decode_unsmoothed(data, scale, channels, width, height, &mut buf);
+    if let Decoded::Warned(warning) = decoded.map_err(decode_error)? {
+        let lower = warning.to_ascii_lowercase();
+        if lower.contains("premature end") {
+            return Err(ImagingError::Decode {
+                detail: "JPEG data ends early (truncated file)".into(),
             });
         }
-        tracing::warn!(error = %msg, "JPEG decoded with warnings");
+        if !lower.contains("corrupt jpeg data") {
+            return Err(decode_error(warning));
+        }
+        tracing::warn!(%warning, "JPEG decoded with warnings");
     }
     let (w, h) = (width as u32, height as u32);
     Ok(match channels {

@@ -40,6 +40,7 @@ mod error;
 pub mod fetch;
 pub mod format;
 pub mod jpeg;
+mod libjpeg;
 pub mod media;
 pub mod pixels;
 pub mod png;
